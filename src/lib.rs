@@ -5,4 +5,7 @@
 //! owns sockets, timers and tasks; `cli` and `main` wire them together. A test
 //! (`tests/layering.rs`) fails if the core reaches for tokio, `std::net` or the system clock.
 
+pub mod cli;
+pub mod config;
+pub mod net;
 pub mod sip;

@@ -1,3 +1,162 @@
-fn main() {
-    println!("ringside");
+//! The `ringside` binary: command line, config, logging to a file, then the chosen front end.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use ringside::config::Config;
+
+#[derive(Parser)]
+#[command(name = "ringside", version, about = "A terminal call-center console")]
+struct Cli {
+    /// Config file (default: the XDG config dir's ringside/config.toml).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Log file (default: the XDG data dir's ringside/ringside.log). Filter with RUST_LOG.
+    #[arg(long, global = true)]
+    log_file: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Cmd>,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Line-mode console: register, dial, answer, hold, transfer ... (scriptable on stdin).
+    Shell {
+        /// Print every event as one JSON object per line.
+        #[arg(long)]
+        json: bool,
+        /// Do not register at start (use the `register` command).
+        #[arg(long)]
+        no_register: bool,
+    },
+    /// Validate the config and try one registration.
+    Check,
+}
+
+fn data_dir() -> Option<PathBuf> {
+    directories::ProjectDirs::from("", "", "ringside").map(|d| d.data_local_dir().to_path_buf())
+}
+
+/// Logs go to a file: the terminal belongs to the console.
+fn init_logging(path: Option<PathBuf>) -> Option<PathBuf> {
+    let path = path.or_else(|| data_dir().map(|d| d.join("ringside.log")))?;
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .ok()?;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(false)
+        .with_writer(std::sync::Mutex::new(file))
+        .init();
+    Some(path)
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        Err(error) => {
+            eprintln!("ringside: {error:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run() -> anyhow::Result<i32> {
+    let cli = Cli::parse();
+    let log_path = init_logging(cli.log_file.clone());
+    // A panic must not leave the terminal in raw mode or dump state (which may hold secrets).
+    std::panic::set_hook(Box::new(move |info| {
+        let location = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        eprintln!("ringside crashed at {location}. This is a bug; please report it with the log.");
+        tracing::error!(%location, "panic");
+    }));
+    let found = Config::find(cli.config.as_deref())?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let seed = seed();
+    match cli.command {
+        Some(Cmd::Shell { json, no_register }) => {
+            let (path, config) = require_config(found)?;
+            let Some(account) = config.account.clone() else {
+                anyhow::bail!("{}: Missing parameter: [account] (the SIP account to use)", path.display());
+            };
+            runtime.block_on(async {
+                let prepared = ringside::net::setup::prepare(&config, &account).await?;
+                let driver = ringside::net::sip::spawn(prepared.ua, prepared.socket, seed).await?;
+                let history = data_dir().map(|d| d.join("shell_history"));
+                Ok(ringside::cli::shell::run(driver, json, !no_register, history).await)
+            })
+        }
+        Some(Cmd::Check) => {
+            let (path, config) = require_config(found)?;
+            let Some(account) = config.account.clone() else {
+                anyhow::bail!("{}: Missing parameter: [account] (the SIP account to check)", path.display());
+            };
+            Ok(runtime.block_on(ringside::cli::check::run(&config, &account, seed)))
+        }
+        None => {
+            match found {
+                Some((_, config)) if config.account.is_some() => {
+                    let account = config.account.clone().context("account")?;
+                    runtime.block_on(async {
+                        let prepared = ringside::net::setup::prepare(&config, &account).await?;
+                        let driver =
+                            ringside::net::sip::spawn(prepared.ua, prepared.socket, seed).await?;
+                        let history = data_dir().map(|d| d.join("shell_history"));
+                        Ok(ringside::cli::shell::run(driver, false, true, history).await)
+                    })
+                }
+                _ => {
+                    let where_ = Config::default_path()
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_else(|| "~/.config/ringside/config.toml".into());
+                    println!("ringside {}", env!("CARGO_PKG_VERSION"));
+                    println!("No SIP account configured (looked for {where_}).");
+                    println!("To use your PBX: copy config.example.toml there, fill in [account], then run");
+                    println!("  ringside check   # tests the registration");
+                    println!("  ringside shell   # line-mode console: dial, answer, hold, transfer ...");
+                    println!("The embedded demo call center (lab PBX) and the dashboard are not built yet.");
+                    if let Some(p) = log_path {
+                        println!("Logs: {}", p.display());
+                    }
+                    Ok(0)
+                }
+            }
+        }
+    }
+}
+
+fn require_config(found: Option<(PathBuf, Config)>) -> anyhow::Result<(PathBuf, Config)> {
+    found.ok_or_else(|| {
+        let where_ = Config::default_path()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "the XDG config dir".into());
+        anyhow::anyhow!(
+            "no config file at {where_}: create it from config.example.toml or pass --config FILE"
+        )
+    })
+}
+
+/// Randomness for tags, branches and Call-IDs: different per run, from the clock and the PID.
+fn seed() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    nanos ^ (u64::from(std::process::id()) << 32)
 }

@@ -1,0 +1,4 @@
+//! The only place with tokio, sockets and the wall clock: thin drivers around the sans-IO core.
+
+pub mod setup;
+pub mod sip;

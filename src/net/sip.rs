@@ -1,0 +1,356 @@
+//! The SIP driver: moves datagrams, stream bytes, instants and commands in and out of the
+//! sans-IO `UserAgent`. Nothing else happens here — no protocol decisions.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::mpsc;
+
+use crate::sip::msg::{Framed, StreamFramer};
+use crate::sip::transaction::{Target, Transport};
+use crate::sip::ua::{CallId, CallInfo, Command, CommandError, UaConfig, UaEvent, UserAgent};
+
+/// What the front end (shell, dashboard) sends to the driver.
+#[derive(Debug)]
+pub enum DriverCommand {
+    Ua(Command),
+    /// Ask for a snapshot of calls and registration.
+    Snapshot,
+    /// Unregister (when registered), end calls, and stop within `grace`.
+    Shutdown { grace: Duration },
+}
+
+/// What the driver reports back.
+#[derive(Debug)]
+pub enum DriverOutput {
+    Event(UaEvent),
+    CommandFailed(CommandError),
+    Snapshot {
+        calls: Vec<CallInfo>,
+        registered: bool,
+    },
+    /// Media sockets or the SIP socket failed in a way the user should know about.
+    Warning(String),
+    Stopped,
+}
+
+pub struct DriverHandle {
+    pub commands: mpsc::UnboundedSender<DriverCommand>,
+    pub outputs: mpsc::UnboundedReceiver<DriverOutput>,
+    pub local: SocketAddr,
+}
+
+enum StreamInput {
+    Data(SocketAddr, Vec<u8>),
+    Closed(SocketAddr),
+    Accepted(SocketAddr, TcpStream),
+}
+
+/// Bind the SIP sockets and start the driver task on the current runtime.
+pub async fn spawn(config: UaConfig, socket: UdpSocket, seed: u64) -> io::Result<DriverHandle> {
+    let local = socket.local_addr()?;
+    // A TCP listener on the same port lets peers open connections to our Contact.
+    let listener = TcpListener::bind(local).await.ok();
+    let (command_tx, command_rx) = mpsc::unbounded_channel();
+    let (output_tx, output_rx) = mpsc::unbounded_channel();
+    let ua = UserAgent::new(config, seed);
+    tokio::spawn(run(ua, socket, listener, command_rx, output_tx));
+    Ok(DriverHandle {
+        commands: command_tx,
+        outputs: output_rx,
+        local,
+    })
+}
+
+struct Driver {
+    ua: UserAgent,
+    udp: Arc<UdpSocket>,
+    streams: HashMap<SocketAddr, mpsc::UnboundedSender<Vec<u8>>>,
+    stream_tx: mpsc::UnboundedSender<StreamInput>,
+    outputs: mpsc::UnboundedSender<DriverOutput>,
+    media: HashMap<u16, tokio::task::JoinHandle<()>>,
+    call_ports: HashMap<CallId, u16>,
+}
+
+async fn run(
+    ua: UserAgent,
+    udp: UdpSocket,
+    listener: Option<TcpListener>,
+    mut commands: mpsc::UnboundedReceiver<DriverCommand>,
+    outputs: mpsc::UnboundedSender<DriverOutput>,
+) {
+    let (stream_tx, mut stream_rx) = mpsc::unbounded_channel();
+    if let Some(listener) = listener {
+        let tx = stream_tx.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, peer)) = listener.accept().await {
+                if tx.send(StreamInput::Accepted(peer, stream)).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    let mut driver = Driver {
+        ua,
+        udp: Arc::new(udp),
+        streams: HashMap::new(),
+        stream_tx,
+        outputs,
+        media: HashMap::new(),
+        call_ports: HashMap::new(),
+    };
+    let mut buf = vec![0u8; 65_536];
+    let mut shutdown_deadline: Option<Instant> = None;
+    loop {
+        driver.flush().await;
+        if let Some(deadline) = shutdown_deadline {
+            if driver.ua.is_idle() || Instant::now() >= deadline {
+                break;
+            }
+        }
+        let wake = [driver.ua.poll_timeout(), shutdown_deadline]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+        let sleep = tokio::time::sleep_until(tokio::time::Instant::from_std(wake));
+        tokio::select! {
+            received = driver.udp.recv_from(&mut buf) => match received {
+                Ok((n, from)) => {
+                    log_message("received from", from, &buf[..n]);
+                    let target = Target { transport: Transport::Udp, addr: from };
+                    driver.ua.handle_datagram(Instant::now(), target, &buf[..n]);
+                }
+                Err(error) => tracing::debug!(%error, "UDP receive error"),
+            },
+            Some(input) = stream_rx.recv() => driver.on_stream_input(input),
+            command = commands.recv() => match command {
+                Some(DriverCommand::Ua(command)) => {
+                    if let Err(error) = driver.ua.command(Instant::now(), command) {
+                        let _ = driver.outputs.send(DriverOutput::CommandFailed(error));
+                    }
+                }
+                Some(DriverCommand::Snapshot) => {
+                    let now = Instant::now();
+                    let _ = driver.outputs.send(DriverOutput::Snapshot {
+                        calls: driver.ua.calls(now),
+                        registered: driver.ua.is_registered(),
+                    });
+                }
+                shutdown @ (Some(DriverCommand::Shutdown { .. }) | None) => {
+                    let grace = match shutdown {
+                        Some(DriverCommand::Shutdown { grace }) => grace,
+                        _ => Duration::from_secs(2),
+                    };
+                    if shutdown_deadline.is_none() {
+                        let now = Instant::now();
+                        shutdown_deadline = Some(now + grace);
+                        for call in driver.ua.calls(now) {
+                            let _ = driver.ua.command(now, Command::Hangup { call: call.id });
+                        }
+                        if driver.ua.is_registered() {
+                            let _ = driver.ua.command(now, Command::Unregister);
+                        }
+                    }
+                }
+            },
+            () = sleep => driver.ua.handle_timeout(Instant::now()),
+        }
+    }
+    for (_, task) in driver.media.drain() {
+        task.abort();
+    }
+    let _ = driver.outputs.send(DriverOutput::Stopped);
+}
+
+impl Driver {
+    /// Drain every output of the core: datagrams, stream writes, events.
+    async fn flush(&mut self) {
+        while let Some(transmit) = self.ua.poll_transmit() {
+            log_message("sent to", transmit.target.addr, &transmit.bytes);
+            match transmit.target.transport {
+                Transport::Udp => {
+                    if let Err(error) = self.udp.send_to(&transmit.bytes, transmit.target.addr).await
+                    {
+                        tracing::debug!(%error, to = %transmit.target.addr, "UDP send failed");
+                        self.ua
+                            .handle_transport_error(Instant::now(), transmit.target);
+                    }
+                }
+                Transport::Tcp => self.send_stream(transmit.target, transmit.bytes),
+            }
+        }
+        while let Some(event) = self.ua.poll_event() {
+            match &event {
+                UaEvent::Media {
+                    call, local_port, ..
+                } => {
+                    self.call_ports.insert(*call, *local_port);
+                    self.ensure_media_sink(*local_port).await;
+                }
+                UaEvent::CallEnded { call, .. } => self.stop_media(*call),
+                _ => {}
+            }
+            let _ = self.outputs.send(DriverOutput::Event(event));
+        }
+    }
+
+    fn send_stream(&mut self, target: Target, bytes: Vec<u8>) {
+        if let Some(writer) = self.streams.get(&target.addr) {
+            if writer.send(bytes.clone()).is_ok() {
+                return;
+            }
+        }
+        let (tx, rx) = mpsc::unbounded_channel::<Vec<u8>>();
+        let _ = tx.send(bytes);
+        self.streams.insert(target.addr, tx);
+        let inputs = self.stream_tx.clone();
+        let addr = target.addr;
+        tokio::spawn(async move {
+            match tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(addr)).await {
+                Ok(Ok(stream)) => serve_stream(addr, stream, rx, inputs).await,
+                _ => {
+                    tracing::info!(%addr, "TCP connection failed");
+                    let _ = inputs.send(StreamInput::Closed(addr));
+                }
+            }
+        });
+    }
+
+    fn on_stream_input(&mut self, input: StreamInput) {
+        match input {
+            StreamInput::Accepted(peer, stream) => {
+                let (tx, rx) = mpsc::unbounded_channel();
+                self.streams.insert(peer, tx);
+                let inputs = self.stream_tx.clone();
+                tokio::spawn(serve_stream(peer, stream, rx, inputs));
+            }
+            StreamInput::Data(peer, bytes) => {
+                let target = Target {
+                    transport: Transport::Tcp,
+                    addr: peer,
+                };
+                self.ua.handle_datagram(Instant::now(), target, &bytes);
+            }
+            StreamInput::Closed(peer) => {
+                self.streams.remove(&peer);
+                let target = Target {
+                    transport: Transport::Tcp,
+                    addr: peer,
+                };
+                self.ua.handle_transport_error(Instant::now(), target);
+            }
+        }
+    }
+
+    /// Until the media layer lands, RTP sent to us is received and dropped so the far end
+    /// sees an open port (no ICMP port-unreachable) while signalling is exercised.
+    async fn ensure_media_sink(&mut self, port: u16) {
+        if self.media.contains_key(&port) {
+            return;
+        }
+        let ip = self.ua.config().media_ip;
+        match UdpSocket::bind(SocketAddr::new(ip, port)).await {
+            Ok(socket) => {
+                let task = tokio::spawn(async move {
+                    let mut buf = [0u8; 2048];
+                    while socket.recv_from(&mut buf).await.is_ok() {}
+                });
+                self.media.insert(port, task);
+            }
+            Err(error) => {
+                let _ = self.outputs.send(DriverOutput::Warning(format!(
+                    "cannot open RTP port {ip}:{port}: {error}"
+                )));
+            }
+        }
+    }
+
+    fn stop_media(&mut self, call: CallId) {
+        if let Some(port) = self.call_ports.remove(&call) {
+            if let Some(task) = self.media.remove(&port) {
+                task.abort();
+            }
+        }
+    }
+}
+
+/// One TCP connection: frames incoming bytes into messages and writes outgoing ones.
+async fn serve_stream(
+    peer: SocketAddr,
+    stream: TcpStream,
+    mut outgoing: mpsc::UnboundedReceiver<Vec<u8>>,
+    inputs: mpsc::UnboundedSender<StreamInput>,
+) {
+    let (mut reader, mut writer) = stream.into_split();
+    let mut framer = StreamFramer::default();
+    let mut buf = vec![0u8; 16_384];
+    loop {
+        tokio::select! {
+            read = reader.read(&mut buf) => match read {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    framer.push(&buf[..n]);
+                    loop {
+                        match framer.next_item() {
+                            Ok(Some(Framed::Message(message))) => {
+                                let _ = inputs.send(StreamInput::Data(peer, message.to_bytes()));
+                            }
+                            Ok(Some(Framed::Ping)) => {
+                                // RFC 5626 keepalive: answer a double-CRLF ping with one CRLF.
+                                if writer.write_all(b"\r\n").await.is_err() {
+                                    break;
+                                }
+                            }
+                            Ok(Some(Framed::Invalid(rejected))) => {
+                                tracing::debug!(error = %rejected.error, %peer, "bad message on TCP");
+                            }
+                            Ok(None) => break,
+                            Err(error) => {
+                                tracing::info!(%error, %peer, "closing TCP connection");
+                                let _ = inputs.send(StreamInput::Closed(peer));
+                                return;
+                            }
+                        }
+                    }
+                }
+            },
+            bytes = outgoing.recv() => match bytes {
+                Some(bytes) => {
+                    if writer.write_all(&bytes).await.is_err() {
+                        break;
+                    }
+                }
+                None => break,
+            },
+        }
+    }
+    let _ = inputs.send(StreamInput::Closed(peer));
+}
+
+/// SIP traffic at trace level, with credentials cut out: digest responses are derived from
+/// the password and must never reach a log file.
+fn log_message(direction: &str, peer: SocketAddr, bytes: &[u8]) {
+    if !tracing::enabled!(tracing::Level::TRACE) {
+        return;
+    }
+    let text = String::from_utf8_lossy(bytes);
+    let redacted: Vec<String> = text
+        .split("\r\n")
+        .map(|line| {
+            let lower = line.to_ascii_lowercase();
+            if lower.starts_with("authorization:") || lower.starts_with("proxy-authorization:") {
+                let name = line.split(':').next().unwrap_or_default();
+                format!("{name}: <redacted>")
+            } else {
+                line.to_string()
+            }
+        })
+        .collect();
+    tracing::trace!(%peer, "{direction} {peer}:\n{}", redacted.join("\n"));
+}
