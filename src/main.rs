@@ -93,7 +93,10 @@ fn run() -> anyhow::Result<i32> {
         Some(Cmd::Shell { json, no_register }) => {
             let (path, config) = require_config(found)?;
             let Some(account) = config.account.clone() else {
-                anyhow::bail!("{}: Missing parameter: [account] (the SIP account to use)", path.display());
+                anyhow::bail!(
+                    "{}: Missing parameter: [account] (the SIP account to use)",
+                    path.display()
+                );
             };
             runtime.block_on(async {
                 let prepared = ringside::net::setup::prepare(&config, &account).await?;
@@ -105,7 +108,10 @@ fn run() -> anyhow::Result<i32> {
         Some(Cmd::Check) => {
             let (path, config) = require_config(found)?;
             let Some(account) = config.account.clone() else {
-                anyhow::bail!("{}: Missing parameter: [account] (the SIP account to check)", path.display());
+                anyhow::bail!(
+                    "{}: Missing parameter: [account] (the SIP account to check)",
+                    path.display()
+                );
             };
             Ok(runtime.block_on(ringside::cli::check::run(&config, &account, seed)))
         }
@@ -129,7 +135,9 @@ fn run() -> anyhow::Result<i32> {
                     println!("No SIP account configured (looked for {where_}).");
                     println!("To use your PBX: copy config.example.toml there, fill in [account], then run");
                     println!("  ringside check   # tests the registration");
-                    println!("  ringside shell   # line-mode console: dial, answer, hold, transfer ...");
+                    println!(
+                        "  ringside shell   # line-mode console: dial, answer, hold, transfer ..."
+                    );
                     println!("The embedded demo call center (lab PBX) and the dashboard are not built yet.");
                     if let Some(p) = log_path {
                         println!("Logs: {}", p.display());

@@ -13,7 +13,10 @@ use crate::sip::ua::{Command, UaEvent};
 const REGISTER_PATIENCE: Duration = Duration::from_secs(12);
 
 pub async fn run(config: &Config, account: &AccountConfig, seed: u64) -> i32 {
-    println!("config: OK (user {} at {})", account.username, account.domain);
+    println!(
+        "config: OK (user {} at {})",
+        account.username, account.domain
+    );
     let prepared = match prepare(config, account).await {
         Ok(p) => p,
         Err(error) => {

@@ -24,12 +24,21 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("hold", "hold [CALL] — put the call on hold"),
     ("resume", "resume [CALL] — take the call off hold"),
     ("transfer", "transfer EXTENSION [CALL] — blind transfer"),
-    ("forward", "forward NUMBER [CALL] — hand the call to a full number"),
-    ("atransfer", "atransfer TARGET | complete | abort — attended transfer"),
+    (
+        "forward",
+        "forward NUMBER [CALL] — hand the call to a full number",
+    ),
+    (
+        "atransfer",
+        "atransfer TARGET | complete | abort — attended transfer",
+    ),
     ("dtmf", "dtmf DIGITS [CALL] — send keypad digits"),
     ("calls", "list calls"),
     ("status", "registration and calls"),
-    ("wait", "wait EVENT [SECONDS] — block until an event (scripts)"),
+    (
+        "wait",
+        "wait EVENT [SECONDS] — block until an event (scripts)",
+    ),
     ("sleep", "sleep SECONDS"),
     ("help", "this list"),
     ("quit", "hang up, unregister and leave"),
@@ -157,7 +166,9 @@ pub fn event_line(event: &UaEvent) -> String {
         UaEvent::RegistrationFailed { message, .. } => format!("registration: {message}"),
         UaEvent::Unregistered => "unregistered".into(),
         UaEvent::IncomingCall { call, from, name } => match name {
-            Some(n) => format!("call {call}: incoming call from {n} <{from}> — 'answer' or 'reject'"),
+            Some(n) => {
+                format!("call {call}: incoming call from {n} <{from}> — 'answer' or 'reject'")
+            }
             None => format!("call {call}: incoming call from {from} — 'answer' or 'reject'"),
         },
         UaEvent::Dialing { call, to } => format!("call {call}: dialing {to}"),
@@ -205,7 +216,9 @@ pub fn event_line(event: &UaEvent) -> String {
         } => format!(
             "call {call}: media {} with {}",
             codec.as_deref().unwrap_or("none"),
-            remote.map(|r| r.to_string()).unwrap_or_else(|| "nobody".into())
+            remote
+                .map(|r| r.to_string())
+                .unwrap_or_else(|| "nobody".into())
         ),
         UaEvent::SendDtmfRtp { call, digits } => format!("call {call}: sending DTMF {digits}"),
         UaEvent::Notice { message } => message.clone(),
@@ -315,11 +328,17 @@ impl Shell {
                             })
                         })
                         .collect();
-                    self.print_json(json!({"event": "calls", "registered": registered, "calls": list}));
+                    self.print_json(
+                        json!({"event": "calls", "registered": registered, "calls": list}),
+                    );
                 } else {
                     println!(
                         "{}",
-                        if registered { "registered" } else { "not registered" }
+                        if registered {
+                            "registered"
+                        } else {
+                            "not registered"
+                        }
                     );
                     if calls.is_empty() {
                         println!("no calls");
@@ -338,9 +357,16 @@ impl Shell {
                         println!(
                             "  call {} {} {} {} {}s {} {}",
                             c.id,
-                            if c.direction == CallDirection::Incoming { "in " } else { "out" },
+                            if c.direction == CallDirection::Incoming {
+                                "in "
+                            } else {
+                                "out"
+                            },
                             c.state.as_str(),
-                            c.remote_name.as_deref().map(|n| format!("{n} <{}>", c.remote_uri)).unwrap_or(c.remote_uri.clone()),
+                            c.remote_name
+                                .as_deref()
+                                .map(|n| format!("{n} <{}>", c.remote_uri))
+                                .unwrap_or(c.remote_uri.clone()),
                             c.duration.as_secs(),
                             c.codec.as_deref().unwrap_or(""),
                             flags.join(", ")
@@ -377,7 +403,9 @@ impl Shell {
             return Ok(true);
         }
         let call_arg = |index: usize| -> Option<CallId> {
-            args.get(index).and_then(|a| a.parse::<u32>().ok()).map(CallId)
+            args.get(index)
+                .and_then(|a| a.parse::<u32>().ok())
+                .map(CallId)
         };
         let active = [CallState::Active];
         let any = [
@@ -428,7 +456,10 @@ impl Shell {
                     }),
                     None => self.say("error", &missing("no active call")),
                 },
-                None => self.say("error", &missing("give the extension or number to transfer to")),
+                None => self.say(
+                    "error",
+                    &missing("give the extension or number to transfer to"),
+                ),
             },
             "atransfer" => match args.first().copied() {
                 Some("complete") | Some("abort") => {
@@ -465,7 +496,10 @@ impl Shell {
             }
             "wait" => {
                 let Some(name) = args.first() else {
-                    self.say("error", &missing("give an event name, e.g. 'wait answered 10'"));
+                    self.say(
+                        "error",
+                        &missing("give an event name, e.g. 'wait answered 10'"),
+                    );
                     return Ok(true);
                 };
                 let secs: f64 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(30.0);
@@ -610,7 +644,8 @@ mod completion {
 
 fn read_interactive(tx: mpsc::UnboundedSender<String>, history: Option<PathBuf>) {
     let Ok(mut editor) =
-        rustyline::Editor::<completion::CommandCompleter, rustyline::history::DefaultHistory>::new()
+        rustyline::Editor::<completion::CommandCompleter, rustyline::history::DefaultHistory>::new(
+        )
     else {
         let _ = tx.send("quit".into());
         return;
@@ -644,7 +679,12 @@ fn read_interactive(tx: mpsc::UnboundedSender<String>, history: Option<PathBuf>)
 }
 
 /// Run the shell until `quit` or end of input. Returns the process exit code.
-pub async fn run(driver: DriverHandle, json: bool, auto_register: bool, history: Option<PathBuf>) -> i32 {
+pub async fn run(
+    driver: DriverHandle,
+    json: bool,
+    auto_register: bool,
+    history: Option<PathBuf>,
+) -> i32 {
     let mut shell = Shell {
         json,
         driver,

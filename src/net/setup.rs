@@ -21,9 +21,15 @@ pub enum SetupError {
         reason: String,
     },
     #[error("[network].bind: cannot listen on {addr}: {error}. Pick another port, or 0 for any free one")]
-    Bind { addr: SocketAddr, error: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        error: std::io::Error,
+    },
     #[error("no network route to {addr}: {error}")]
-    Route { addr: SocketAddr, error: std::io::Error },
+    Route {
+        addr: SocketAddr,
+        error: std::io::Error,
+    },
 }
 
 pub struct Prepared {
@@ -131,9 +137,7 @@ pub async fn prepare(config: &Config, account: &AccountConfig) -> Result<Prepare
         transport: sip_transport,
         local,
         expires: account.expires,
-        user_agent: config
-            .sip
-            .user_agent_or_default(env!("CARGO_PKG_VERSION")),
+        user_agent: config.sip.user_agent_or_default(env!("CARGO_PKG_VERSION")),
         timers,
         reject_incoming: account
             .reject_incoming

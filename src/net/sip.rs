@@ -22,7 +22,9 @@ pub enum DriverCommand {
     /// Ask for a snapshot of calls and registration.
     Snapshot,
     /// Unregister (when registered), end calls, and stop within `grace`.
-    Shutdown { grace: Duration },
+    Shutdown {
+        grace: Duration,
+    },
 }
 
 /// What the driver reports back.
@@ -175,7 +177,10 @@ impl Driver {
             log_message("sent to", transmit.target.addr, &transmit.bytes);
             match transmit.target.transport {
                 Transport::Udp => {
-                    if let Err(error) = self.udp.send_to(&transmit.bytes, transmit.target.addr).await
+                    if let Err(error) = self
+                        .udp
+                        .send_to(&transmit.bytes, transmit.target.addr)
+                        .await
                     {
                         tracing::debug!(%error, to = %transmit.target.addr, "UDP send failed");
                         self.ua

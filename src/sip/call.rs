@@ -8,9 +8,7 @@ use std::time::{Duration, Instant};
 use core::net::SocketAddr;
 
 use super::dialog::Dialog;
-use super::msg::{
-    self, Method, NameAddr, Request, Response, SipHeaders, Uri,
-};
+use super::msg::{self, Method, NameAddr, Request, Response, SipHeaders, Uri};
 use super::sdp::{self, Direction, LocalMedia, Negotiated, SessionDescription};
 use super::transaction::{build_cancel, Target, TxId};
 use super::transfer::TransferState;
@@ -143,12 +141,12 @@ impl Call {
         id: CallId,
         direction: CallDirection,
         remote: NameAddr,
-        call_id: String,
-        local_tag: String,
+        dialog_ids: (String, String),
         now: Instant,
-        rtp_port: u16,
-        session: u64,
+        media: (u16, u64),
     ) -> Call {
+        let (call_id, local_tag) = dialog_ids;
+        let (rtp_port, session) = media;
         Call {
             id,
             direction,
@@ -359,15 +357,19 @@ impl UserAgent {
             id,
             CallDirection::Outgoing,
             remote.clone(),
-            call_id.clone(),
-            tag.clone(),
+            (call_id.clone(), tag.clone()),
             now,
-            port,
-            session,
+            (port, session),
         );
         let offer = self.new_offer(&mut call, Direction::SendRecv);
-        let mut request =
-            self.new_request(Method::Invite, uri.without_headers(), remote, &call_id, &tag, 1);
+        let mut request = self.new_request(
+            Method::Invite,
+            uri.without_headers(),
+            remote,
+            &call_id,
+            &tag,
+            1,
+        );
         request.headers.push("Contact", self.contact_value());
         request.headers.push(
             "Allow",
@@ -421,10 +423,9 @@ impl UserAgent {
                 let early_media = !response.body.is_empty()
                     && response.content_type().as_deref() == Some("application/sdp");
                 if early_media {
-                    if let (Some(offer), Ok(answer)) = (
-                        call.local_offer.as_ref(),
-                        parse_sdp(&response.body),
-                    ) {
+                    if let (Some(offer), Ok(answer)) =
+                        (call.local_offer.as_ref(), parse_sdp(&response.body))
+                    {
                         if let Ok(n) = sdp::accept_answer(offer, &answer) {
                             call.negotiated = Some(n);
                         }
@@ -463,7 +464,9 @@ impl UserAgent {
                                 c.redirects = redirects + 1;
                             }
                             self.emit(UaEvent::Notice {
-                                message: format!("call {id} redirected to {uri} (now call {new_id})"),
+                                message: format!(
+                                    "call {id} redirected to {uri} (now call {new_id})"
+                                ),
                             });
                         }
                     }
@@ -501,7 +504,13 @@ impl UserAgent {
         self.calls.remove(&id);
     }
 
-    fn on_invite_success(&mut self, now: Instant, id: CallId, request: &Request, response: Response) {
+    fn on_invite_success(
+        &mut self,
+        now: Instant,
+        id: CallId,
+        request: &Request,
+        response: Response,
+    ) {
         let via = self.new_via();
         let Some(call) = self.calls.get_mut(&id) else {
             return;
@@ -515,7 +524,12 @@ impl UserAgent {
         }
         let Some(mut dialog) = Dialog::from_uac(request, &response) else {
             tracing::warn!("2xx without the headers a dialog needs; hanging up");
-            self.end_call(id, Some(response.status), "bad answer from the far end".into(), EndedBy::Network);
+            self.end_call(
+                id,
+                Some(response.status),
+                "bad answer from the far end".into(),
+                EndedBy::Network,
+            );
             return;
         };
         let invite_seq = request.cseq().map(|c| c.seq).unwrap_or(1);
@@ -541,7 +555,13 @@ impl UserAgent {
         let cancelled = call.cancel_requested;
         call.state = CallState::Active;
         call.answered_at = Some(now);
-        let target = self.target_for(self.calls.get(&id).and_then(|c| c.dialog.as_ref()).map(|d| d.next_hop()).unwrap_or(&request.uri));
+        let target = self.target_for(
+            self.calls
+                .get(&id)
+                .and_then(|c| c.dialog.as_ref())
+                .map(|d| d.next_hop())
+                .unwrap_or(&request.uri),
+        );
         let bytes = ack.to_bytes();
         self.send_raw(target, bytes.clone());
         if let Some(c) = self.calls.get_mut(&id) {
@@ -617,9 +637,14 @@ impl UserAgent {
             let mut r = request.response(code);
             self.add_to_tag(&mut r);
             self.respond(now, tx, r);
-            let from = request.from_header().map(|f| f.uri.to_string()).unwrap_or_default();
+            let from = request
+                .from_header()
+                .map(|f| f.uri.to_string())
+                .unwrap_or_default();
             self.emit(UaEvent::Notice {
-                message: format!("rejected incoming call from {from} ({code}, reject_incoming is on)"),
+                message: format!(
+                    "rejected incoming call from {from} ({code}, reject_incoming is on)"
+                ),
             });
             return;
         }
@@ -648,11 +673,12 @@ impl UserAgent {
             id,
             CallDirection::Incoming,
             remote.clone(),
-            request.call_id().unwrap_or_default().to_string(),
-            tag.clone(),
+            (
+                request.call_id().unwrap_or_default().to_string(),
+                tag.clone(),
+            ),
             now,
-            port,
-            session,
+            (port, session),
         );
         let Some(dialog) = Dialog::from_uas(&request, &tag) else {
             let mut r = request.response_with_reason(400, "Missing Contact or From tag");
@@ -665,7 +691,8 @@ impl UserAgent {
             let media = self.local_media(&call, Direction::SendRecv);
             if sdp::build_answer(offer, &media, call.sdp_session, call.sdp_version).is_err() {
                 let mut r = request.response(488);
-                r.headers.push("Warning", "304 ringside \"no common audio codec\"");
+                r.headers
+                    .push("Warning", "304 ringside \"no common audio codec\"");
                 self.add_to_tag(&mut r);
                 self.respond(now, tx, r);
                 return;
@@ -691,9 +718,13 @@ impl UserAgent {
             return;
         }
         let mut ringing = request.response(180);
-        ringing
-            .headers
-            .set("To", request.to_header().map(|t| t.with_tag(&tag).to_string()).unwrap_or_default());
+        ringing.headers.set(
+            "To",
+            request
+                .to_header()
+                .map(|t| t.with_tag(&tag).to_string())
+                .unwrap_or_default(),
+        );
         ringing.headers.push("Contact", self.contact_value());
         self.respond(now, tx, ringing);
         self.emit(UaEvent::IncomingCall {
@@ -726,7 +757,10 @@ impl UserAgent {
             match sdp::build_answer(&offer, &media, call.sdp_session, call.sdp_version) {
                 Ok((answer, negotiated)) => {
                     call.remote_hold = negotiated.remote_on_hold_sentinel
-                        || matches!(negotiated.remote_direction, Direction::SendOnly | Direction::Inactive);
+                        || matches!(
+                            negotiated.remote_direction,
+                            Direction::SendOnly | Direction::Inactive
+                        );
                     call.negotiated = Some(negotiated);
                     answer.to_string()
                 }
@@ -771,7 +805,10 @@ impl UserAgent {
         let mut r = request.response(603);
         r.headers.set(
             "To",
-            request.to_header().map(|t| t.with_tag(&tag).to_string()).unwrap_or_default(),
+            request
+                .to_header()
+                .map(|t| t.with_tag(&tag).to_string())
+                .unwrap_or_default(),
         );
         self.respond(now, tx, r);
         self.end_call(id, Some(603), "rejected".into(), EndedBy::Local);
@@ -854,7 +891,12 @@ impl UserAgent {
                     );
                     self.respond(now, itx, terminated);
                 }
-                self.end_call(id, Some(487), "missed: the caller hung up".into(), EndedBy::Remote);
+                self.end_call(
+                    id,
+                    Some(487),
+                    "missed: the caller hung up".into(),
+                    EndedBy::Remote,
+                );
             }
         }
     }
@@ -878,7 +920,11 @@ impl UserAgent {
             .get(&id)
             .and_then(|c| c.transfer.as_ref())
             .is_some_and(|t| t.succeeded);
-        let reason = if transferred { "transferred".into() } else { reason };
+        let reason = if transferred {
+            "transferred".into()
+        } else {
+            reason
+        };
         self.end_call(id, None, reason, EndedBy::Remote);
     }
 
@@ -917,7 +963,10 @@ impl UserAgent {
 
     pub(crate) fn send_bye(&mut self, now: Instant, id: CallId) -> Result<(), CommandError> {
         let via = self.new_via();
-        let call = self.calls.get_mut(&id).ok_or(CommandError::NoSuchCall(id))?;
+        let call = self
+            .calls
+            .get_mut(&id)
+            .ok_or(CommandError::NoSuchCall(id))?;
         call.state = CallState::Ending;
         call.uas_2xx = None;
         let Some(dialog) = call.dialog.as_mut() else {
@@ -932,13 +981,22 @@ impl UserAgent {
     pub(crate) fn call_for_request(&self, request: &Request) -> Option<CallId> {
         self.calls
             .values()
-            .find(|c| c.dialog.as_ref().is_some_and(|d| d.matches_request(request)))
+            .find(|c| {
+                c.dialog
+                    .as_ref()
+                    .is_some_and(|d| d.matches_request(request))
+            })
             .map(|c| c.id)
     }
 
     // -- hold, resume, re-INVITE, UPDATE --------------------------------------------------------
 
-    pub(crate) fn hold(&mut self, now: Instant, id: CallId, hold: bool) -> Result<(), CommandError> {
+    pub(crate) fn hold(
+        &mut self,
+        now: Instant,
+        id: CallId,
+        hold: bool,
+    ) -> Result<(), CommandError> {
         let call = self.calls.get(&id).ok_or(CommandError::NoSuchCall(id))?;
         if call.state != CallState::Active {
             return Err(call.wrong_state(if hold { "hold" } else { "resume" }));
@@ -1035,7 +1093,12 @@ impl UserAgent {
         if matches!(response.status, 481 | 408) {
             // The dialog is gone at the far end (RFC 3261 §14.1): end it here too.
             let _ = self.send_bye(now, id);
-            self.end_call(id, Some(response.status), "the call no longer exists at the far end".into(), EndedBy::Network);
+            self.end_call(
+                id,
+                Some(response.status),
+                "the call no longer exists at the far end".into(),
+                EndedBy::Network,
+            );
             return;
         }
         let what = if reinvite.hold { "hold" } else { "resume" };
@@ -1076,7 +1139,11 @@ impl UserAgent {
         let identity_changed = self.update_identity(&mut call, &request);
         let body = if request.body.is_empty() {
             // An offer-less re-INVITE asks for our offer; the answer comes in the ACK.
-            let direction = if call.local_hold { Direction::SendOnly } else { Direction::SendRecv };
+            let direction = if call.local_hold {
+                Direction::SendOnly
+            } else {
+                Direction::SendRecv
+            };
             let offer = self.new_offer(&mut call, direction);
             call.local_offer = Some(offer.clone());
             offer.to_string()
@@ -1086,13 +1153,20 @@ impl UserAgent {
                 self.respond(now, tx, r);
                 return;
             };
-            let wish = if call.local_hold { Direction::SendOnly } else { Direction::SendRecv };
+            let wish = if call.local_hold {
+                Direction::SendOnly
+            } else {
+                Direction::SendRecv
+            };
             call.sdp_version += 1;
             let media = self.local_media(&call, wish);
             match sdp::build_answer(&offer, &media, call.sdp_session, call.sdp_version) {
                 Ok((answer, n)) => {
                     let remote_hold = n.remote_on_hold_sentinel
-                        || matches!(n.remote_direction, Direction::SendOnly | Direction::Inactive);
+                        || matches!(
+                            n.remote_direction,
+                            Direction::SendOnly | Direction::Inactive
+                        );
                     let changed = remote_hold != call.remote_hold;
                     call.remote_hold = remote_hold;
                     call.negotiated = Some(n);
@@ -1117,7 +1191,12 @@ impl UserAgent {
         self.add_capabilities(&mut ok);
         ok.set_body("application/sdp", body.into_bytes());
         let source = call.invite_source.unwrap_or_else(|| {
-            self.target_for(call.dialog.as_ref().map(|d| d.next_hop()).unwrap_or(&request.uri))
+            self.target_for(
+                call.dialog
+                    .as_ref()
+                    .map(|d| d.next_hop())
+                    .unwrap_or(&request.uri),
+            )
         });
         let t1 = self.config.timers.t1;
         call.uas_2xx = Some(Retransmit2xx {
@@ -1138,7 +1217,9 @@ impl UserAgent {
     /// RFC 3325: a trusted PBX tells us who we are really talking to (after a transfer, say).
     fn update_identity(&self, call: &mut Call, request: &Request) -> bool {
         match request.p_asserted_identity() {
-            Some(pai) if pai.uri != call.remote.uri || pai.display_name != call.remote.display_name => {
+            Some(pai)
+                if pai.uri != call.remote.uri || pai.display_name != call.remote.display_name =>
+            {
                 call.remote = pai;
                 true
             }
@@ -1173,13 +1254,16 @@ impl UserAgent {
         let mut ok = request.response(200);
         ok.headers.push("Contact", self.contact_value());
         if !request.body.is_empty() {
-            let wish = if call.local_hold { Direction::SendOnly } else { Direction::SendRecv };
+            let wish = if call.local_hold {
+                Direction::SendOnly
+            } else {
+                Direction::SendRecv
+            };
             call.sdp_version += 1;
             let media = self.local_media(&call, wish);
-            match parse_sdp(&request.body)
-                .ok()
-                .and_then(|o| sdp::build_answer(&o, &media, call.sdp_session, call.sdp_version).ok())
-            {
+            match parse_sdp(&request.body).ok().and_then(|o| {
+                sdp::build_answer(&o, &media, call.sdp_session, call.sdp_version).ok()
+            }) {
                 Some((answer, n)) => {
                     call.negotiated = Some(n);
                     ok.set_body("application/sdp", answer.to_string().into_bytes());
@@ -1200,26 +1284,41 @@ impl UserAgent {
 
     // -- DTMF -----------------------------------------------------------------------------------
 
-    pub(crate) fn send_dtmf(&mut self, now: Instant, id: CallId, digits: &str) -> Result<(), CommandError> {
+    pub(crate) fn send_dtmf(
+        &mut self,
+        now: Instant,
+        id: CallId,
+        digits: &str,
+    ) -> Result<(), CommandError> {
         let digits: String = digits.chars().filter(|c| !c.is_whitespace()).collect();
         if digits.is_empty()
-            || !digits
-                .chars()
-                .all(|c| c.is_ascii_digit() || matches!(c.to_ascii_uppercase(), '*' | '#' | 'A'..='D'))
+            || !digits.chars().all(|c| {
+                c.is_ascii_digit() || matches!(c.to_ascii_uppercase(), '*' | '#' | 'A'..='D')
+            })
         {
             return Err(CommandError::BadDigits(digits));
         }
-        let call = self.calls.get_mut(&id).ok_or(CommandError::NoSuchCall(id))?;
+        let call = self
+            .calls
+            .get_mut(&id)
+            .ok_or(CommandError::NoSuchCall(id))?;
         if call.state != CallState::Active {
             return Err(call.wrong_state("send DTMF"));
         }
         // With telephone-event negotiated the media layer sends RFC 4733 events; otherwise
         // SIP INFO carries the digits (application/dtmf-relay), one request at a time.
-        if self.config.rtp_dtmf && call.negotiated.as_ref().and_then(|n| n.telephone_event).is_some() {
+        if self.config.rtp_dtmf
+            && call
+                .negotiated
+                .as_ref()
+                .and_then(|n| n.telephone_event)
+                .is_some()
+        {
             self.emit(UaEvent::SendDtmfRtp { call: id, digits });
             return Ok(());
         }
-        call.dtmf_queue.extend(digits.chars().map(|c| c.to_ascii_uppercase()));
+        call.dtmf_queue
+            .extend(digits.chars().map(|c| c.to_ascii_uppercase()));
         if !call.dtmf_in_flight {
             self.send_next_dtmf_info(now, id);
         }
@@ -1299,7 +1398,10 @@ impl UserAgent {
                     r.next_at = now + r.interval;
                 }
             }
-            let glare = call.glare_retry.filter(|(at, _)| now >= *at).map(|(_, hold)| hold);
+            let glare = call
+                .glare_retry
+                .filter(|(at, _)| now >= *at)
+                .map(|(_, hold)| hold);
             if glare.is_some() {
                 call.glare_retry = None;
             }
@@ -1314,7 +1416,12 @@ impl UserAgent {
             if gave_up {
                 // No ACK within 64*T1 (RFC 3261 §13.3.1.4): the dialog must be torn down.
                 let _ = self.send_bye(now, id);
-                self.end_call(id, None, "the caller never confirmed the answer (no ACK)".into(), EndedBy::Network);
+                self.end_call(
+                    id,
+                    None,
+                    "the caller never confirmed the answer (no ACK)".into(),
+                    EndedBy::Network,
+                );
                 continue;
             }
             if let Some(hold) = glare {
@@ -1323,10 +1430,8 @@ impl UserAgent {
             if auto {
                 let _ = self.answer(now, id);
             }
-            if bye_due {
-                if self.send_bye(now, id).is_ok() {
-                    self.end_call(id, None, "transferred".into(), EndedBy::Local);
-                }
+            if bye_due && self.send_bye(now, id).is_ok() {
+                self.end_call(id, None, "transferred".into(), EndedBy::Local);
             }
         }
     }

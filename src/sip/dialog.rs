@@ -202,7 +202,10 @@ mod tests {
         let mut d = Dialog::from_uac(&req, &resp).expect("dialog");
         assert_eq!(d.id.remote_tag, "b1");
         assert_eq!(d.route_set[0].uri.host, "p1.example");
-        let bye = d.new_request(Method::Bye, Via::new("UDP", "10.0.0.1", Some(5060), "z9hG4bK2"));
+        let bye = d.new_request(
+            Method::Bye,
+            Via::new("UDP", "10.0.0.1", Some(5060), "z9hG4bK2"),
+        );
         assert_eq!(bye.uri.to_string(), "sip:bob@10.0.0.2:5062");
         assert_eq!(bye.cseq().map(|c| c.seq), Some(8));
         let routes: Vec<&str> = bye.headers.get_all("Route").collect();

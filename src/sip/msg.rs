@@ -263,7 +263,10 @@ fn find_param<'a>(params: &'a [Param], name: &str) -> Option<&'a Param> {
 }
 
 fn set_param(params: &mut Vec<Param>, name: &str, value: Option<String>) {
-    match params.iter_mut().find(|p| p.name.eq_ignore_ascii_case(name)) {
+    match params
+        .iter_mut()
+        .find(|p| p.name.eq_ignore_ascii_case(name))
+    {
         Some(p) => p.value = value,
         None => params.push(Param::new(name, value)),
     }
@@ -510,7 +513,10 @@ fn parse_hostport(text: &str) -> Result<(String, Option<u16>), String> {
     let (host, port_text) = if let Some(rest) = text.strip_prefix('[') {
         let end = rest.find(']').ok_or("unterminated IPv6 reference")?;
         let inner = &rest[..end];
-        if inner.is_empty() || !inner.bytes().all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+        if inner.is_empty()
+            || !inner
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
         {
             return Err("bad IPv6 reference".into());
         }
@@ -629,11 +635,7 @@ fn parse_header_params(text: &str) -> Result<Vec<Param>, String> {
                     .find(|c: char| c == ';' || c.is_ascii_whitespace())
                     .unwrap_or(after.len());
                 let v = &after[..end];
-                if v.is_empty()
-                    || !v
-                        .bytes()
-                        .all(|b| is_token_char(b) || b"[]:".contains(&b))
-                {
+                if v.is_empty() || !v.bytes().all(|b| is_token_char(b) || b"[]:".contains(&b)) {
                     return Err(format!("bad value for parameter {name}"));
                 }
                 rest = after[end..].trim_start();
@@ -1058,7 +1060,11 @@ impl Headers {
     /// Replace every header of this name with one value (at the first one's position).
     pub fn set(&mut self, name: &str, value: impl Into<String>) {
         let value = value.into();
-        match self.0.iter().position(|h| h.name.eq_ignore_ascii_case(name)) {
+        match self
+            .0
+            .iter()
+            .position(|h| h.name.eq_ignore_ascii_case(name))
+        {
             Some(pos) => {
                 self.0[pos].value = value;
                 let mut i = 0;
@@ -1078,7 +1084,11 @@ impl Headers {
 
     /// Remove the first (topmost) value of a possibly comma-joined list header.
     pub fn remove_first_list_value(&mut self, name: &str) {
-        if let Some(pos) = self.0.iter().position(|h| h.name.eq_ignore_ascii_case(name)) {
+        if let Some(pos) = self
+            .0
+            .iter()
+            .position(|h| h.name.eq_ignore_ascii_case(name))
+        {
             let parts = split_list(&self.0[pos].value);
             if parts.len() <= 1 {
                 self.0.remove(pos);
@@ -1205,19 +1215,23 @@ pub trait SipHeaders {
 
     /// The typed accessors for headers rsip leaves untyped (RFC 3515, 3892, 3891, 6665, 3325).
     fn refer_to(&self) -> Option<NameAddr> {
-        self.header("Refer-To").and_then(|v| NameAddr::parse(v).ok())
+        self.header("Refer-To")
+            .and_then(|v| NameAddr::parse(v).ok())
     }
 
     fn referred_by(&self) -> Option<NameAddr> {
-        self.header("Referred-By").and_then(|v| NameAddr::parse(v).ok())
+        self.header("Referred-By")
+            .and_then(|v| NameAddr::parse(v).ok())
     }
 
     fn replaces(&self) -> Option<Replaces> {
-        self.header("Replaces").and_then(|v| Replaces::parse(v).ok())
+        self.header("Replaces")
+            .and_then(|v| Replaces::parse(v).ok())
     }
 
     fn event(&self) -> Option<EventHeader> {
-        self.header("Event").and_then(|v| EventHeader::parse(v).ok())
+        self.header("Event")
+            .and_then(|v| EventHeader::parse(v).ok())
     }
 
     fn subscription_state(&self) -> Option<SubscriptionState> {
@@ -1599,7 +1613,11 @@ pub fn parse_framed(bytes: &[u8]) -> Result<(Message, usize), Rejected> {
             .parse()
             .ok()
             .filter(|c| (100..700).contains(c) && code_text.len() == 3)
-            .ok_or_else(|| reject(ParseError::StartLine(format!("bad status code {code_text:?}"))))?;
+            .ok_or_else(|| {
+                reject(ParseError::StartLine(format!(
+                    "bad status code {code_text:?}"
+                )))
+            })?;
         let reason = it.next().unwrap_or_default().to_string();
         let response = Response {
             status,
@@ -1622,12 +1640,16 @@ pub fn parse_framed(bytes: &[u8]) -> Result<(Message, usize), Rejected> {
     };
     let method = Method::parse(method).map_err(reject)?;
     if !version.starts_with("SIP/") {
-        return Err(reject(ParseError::StartLine(format!("bad version {version:?}"))));
+        return Err(reject(ParseError::StartLine(format!(
+            "bad version {version:?}"
+        ))));
     }
     let uri = Uri::parse(uri_text);
     let request = Request {
         method,
-        uri: uri.clone().unwrap_or_else(|_| Uri::sip(None, "invalid", None)),
+        uri: uri
+            .clone()
+            .unwrap_or_else(|_| Uri::sip(None, "invalid", None)),
         headers,
         body,
     };
@@ -1861,15 +1883,26 @@ v=0\n";
         let from = r.from_header().expect("from");
         assert_eq!(from.display_name.as_deref(), Some("Alice"));
         assert_eq!(from.tag(), Some("9fxced76sl"));
-        assert_eq!(r.to_header().expect("to").display_name.as_deref(), Some("Bob"));
-        assert_eq!(r.cseq(), Some(CSeq { seq: 2, method: Method::Invite }));
+        assert_eq!(
+            r.to_header().expect("to").display_name.as_deref(),
+            Some("Bob")
+        );
+        assert_eq!(
+            r.cseq(),
+            Some(CSeq {
+                seq: 2,
+                method: Method::Invite
+            })
+        );
         assert_eq!(r.body, b"v=0\n");
         assert_eq!(r.contact().expect("contact").uri.transport(), "tcp");
     }
 
     #[test]
     fn print_then_parse_round_trips() {
-        let Ok(m) = parse(INVITE.as_bytes()) else { panic!() };
+        let Ok(m) = parse(INVITE.as_bytes()) else {
+            panic!()
+        };
         let printed = m.to_bytes();
         let again = parse(&printed).map_err(|r| r.error).expect("reparse");
         assert_eq!(m, again);
@@ -1878,7 +1911,9 @@ v=0\n";
     #[test]
     fn compact_forms_are_expanded() {
         let text = "OPTIONS sip:x@h SIP/2.0\r\nv: SIP/2.0/UDP h;branch=z9hG4bKa\r\nf: <sip:a@h>;tag=1\r\nt: sip:x@h\r\ni: abc\r\nCSeq: 1 OPTIONS\r\nm: <sip:a@h>\r\nl: 0\r\n\r\n";
-        let Ok(Message::Request(r)) = parse(text.as_bytes()) else { panic!() };
+        let Ok(Message::Request(r)) = parse(text.as_bytes()) else {
+            panic!()
+        };
         assert_eq!(r.call_id(), Some("abc"));
         assert!(r.contact().is_some());
         assert!(String::from_utf8_lossy(&r.to_bytes()).contains("Call-ID: abc\r\n"));
@@ -1886,15 +1921,16 @@ v=0\n";
 
     #[test]
     fn refer_to_keeps_its_replaces_header() {
-        let na = NameAddr::parse(
-            "<sip:carol@h?Replaces=abc%40h%3Bto-tag%3D1%3Bfrom-tag%3D2>",
-        )
-        .expect("refer-to");
+        let na = NameAddr::parse("<sip:carol@h?Replaces=abc%40h%3Bto-tag%3D1%3Bfrom-tag%3D2>")
+            .expect("refer-to");
         let replaces = na.uri.headers.first().expect("header");
         assert_eq!(replaces.name, "Replaces");
         let decoded = percent_decode(replaces.value.as_deref().unwrap_or_default());
         let r = Replaces::parse(&decoded).expect("replaces");
-        assert_eq!((r.call_id.as_str(), r.to_tag.as_str(), r.from_tag.as_str()), ("abc@h", "1", "2"));
+        assert_eq!(
+            (r.call_id.as_str(), r.to_tag.as_str(), r.from_tag.as_str()),
+            ("abc@h", "1", "2")
+        );
     }
 
     #[test]

@@ -107,14 +107,8 @@ impl UserAgent {
         let tag = self.registration.from_tag.clone();
         let seq = self.registration.cseq;
         let uri = self.config.registrar.clone();
-        let mut request = self.new_request(
-            super::msg::Method::Register,
-            uri,
-            aor,
-            &call_id,
-            &tag,
-            seq,
-        );
+        let mut request =
+            self.new_request(super::msg::Method::Register, uri, aor, &call_id, &tag, seq);
         let contact = contact_override.unwrap_or_else(|| self.contact_value());
         request.headers.push("Contact", contact);
         request.headers.push("Expires", expires.to_string());
@@ -214,7 +208,11 @@ impl UserAgent {
             return;
         }
         // Refresh well before expiry: at half time for short bindings, 30 s early otherwise.
-        let lead = if granted <= 60 { granted / 2 } else { granted.min(600) / 10 + 30 };
+        let lead = if granted <= 60 {
+            granted / 2
+        } else {
+            granted.min(600) / 10 + 30
+        };
         let refresh_at = now + Duration::from_secs(u64::from(granted.saturating_sub(lead).max(1)));
         let was_failing = self.registration.failures > 0;
         self.registration.failures = 0;
@@ -250,9 +248,9 @@ impl UserAgent {
             _ if local && response.status == 408 => format!(
                 "connection to the PBX lost: no answer from {target} — retrying in {secs} s"
             ),
-            _ if local => format!(
-                "connection to the PBX lost: {target} unreachable — retrying in {secs} s"
-            ),
+            _ if local => {
+                format!("connection to the PBX lost: {target} unreachable — retrying in {secs} s")
+            }
             401 | 407 | 403 => format!(
                 "the PBX rejected the password for user {user}: check [account].password and \
                  auth_username — retrying in {secs} s"

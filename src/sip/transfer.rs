@@ -43,7 +43,10 @@ impl UserAgent {
         let via = self.new_via();
         let contact = self.contact_value();
         let referred_by = format!("<{}>", self.aor());
-        let call = self.calls.get_mut(&id).ok_or(CommandError::NoSuchCall(id))?;
+        let call = self
+            .calls
+            .get_mut(&id)
+            .ok_or(CommandError::NoSuchCall(id))?;
         if call.state != CallState::Active {
             return Err(CommandError::WrongState {
                 call: id,
@@ -235,9 +238,16 @@ impl UserAgent {
         }
     }
 
-    pub(crate) fn attended_complete(&mut self, now: Instant, id: CallId) -> Result<(), CommandError> {
+    pub(crate) fn attended_complete(
+        &mut self,
+        now: Instant,
+        id: CallId,
+    ) -> Result<(), CommandError> {
         let (origin, consult) = self.consultation_pair(id)?;
-        let c = self.calls.get(&consult).ok_or(CommandError::NoSuchCall(consult))?;
+        let c = self
+            .calls
+            .get(&consult)
+            .ok_or(CommandError::NoSuchCall(consult))?;
         let Some(dialog) = c.dialog.as_ref().filter(|_| c.state == CallState::Active) else {
             return Err(CommandError::WrongState {
                 call: consult,
@@ -345,7 +355,13 @@ impl UserAgent {
     }
 
     /// Tell the transferor how the call it asked for is going (RFC 3515 §2.4.4).
-    pub(crate) fn notify_refer_progress(&mut self, now: Instant, origin: CallId, code: u16, reason: &str) {
+    pub(crate) fn notify_refer_progress(
+        &mut self,
+        now: Instant,
+        origin: CallId,
+        code: u16,
+        reason: &str,
+    ) {
         let via = self.new_via();
         let contact = self.contact_value();
         let Some(call) = self.calls.get_mut(&origin) else {
@@ -372,7 +388,8 @@ impl UserAgent {
 
     /// Called when a call placed for a REFER ends before being answered: report its failure.
     pub(crate) fn notify_refer_result(&mut self, origin: CallId, code: u16, reason: &str) {
-        self.deferred_notifies.push((origin, code, reason.to_string()));
+        self.deferred_notifies
+            .push((origin, code, reason.to_string()));
     }
 
     pub(crate) fn flush_deferred_notifies(&mut self, now: Instant) {

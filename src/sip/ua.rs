@@ -112,21 +112,46 @@ impl UaConfig {
 pub enum Command {
     Register,
     Unregister,
-    Dial { target: String },
-    Answer { call: CallId },
-    Reject { call: CallId },
-    Hangup { call: CallId },
-    Hold { call: CallId },
-    Resume { call: CallId },
+    Dial {
+        target: String,
+    },
+    Answer {
+        call: CallId,
+    },
+    Reject {
+        call: CallId,
+    },
+    Hangup {
+        call: CallId,
+    },
+    Hold {
+        call: CallId,
+    },
+    Resume {
+        call: CallId,
+    },
     /// Blind transfer to an extension or a number.
-    Transfer { call: CallId, target: String },
+    Transfer {
+        call: CallId,
+        target: String,
+    },
     /// Start an attended transfer: hold `call` and dial a consultation call to `target`.
-    AttendedStart { call: CallId, target: String },
+    AttendedStart {
+        call: CallId,
+        target: String,
+    },
     /// Join the held call and the consultation call (REFER with Replaces).
-    AttendedComplete { call: CallId },
+    AttendedComplete {
+        call: CallId,
+    },
     /// Hang up the consultation call and resume the held one.
-    AttendedAbort { call: CallId },
-    Dtmf { call: CallId, digits: String },
+    AttendedAbort {
+        call: CallId,
+    },
+    Dtmf {
+        call: CallId,
+        digits: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -494,11 +519,13 @@ impl UserAgent {
         let Some(pending) = self.pending.get(&tx).cloned() else {
             return;
         };
-        if response.status >= 200 {
+        // An INVITE's 2xx may be retransmitted while its transaction is Accepted (RFC 6026):
+        // keep the mapping until the layer terminates it, so every copy gets our ACK again.
+        let invite_2xx = matches!(pending.purpose, Purpose::Invite(_)) && response.is_success();
+        if response.status >= 200 && !invite_2xx {
             self.pending.remove(&tx);
         }
-        if matches!(response.status, 401 | 407) && self.retry_with_auth(now, &pending, &response)
-        {
+        if matches!(response.status, 401 | 407) && self.retry_with_auth(now, &pending, &response) {
             return;
         }
         match pending.purpose {
@@ -550,7 +577,11 @@ impl UserAgent {
     }
 
     pub(crate) fn new_call_id(&mut self) -> String {
-        format!("{:016x}{:08x}@ringside", self.rng.gen::<u64>(), self.rng.gen::<u32>())
+        format!(
+            "{:016x}{:08x}@ringside",
+            self.rng.gen::<u64>(),
+            self.rng.gen::<u32>()
+        )
     }
 
     pub(crate) fn new_via(&mut self) -> Via {
@@ -639,7 +670,10 @@ impl UserAgent {
             && cleaned
                 .char_indices()
                 .all(|(i, c)| c.is_ascii_digit() || c == '*' || c == '#' || (i == 0 && c == '+'))
-            || (!cleaned.is_empty() && cleaned.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)));
+            || (!cleaned.is_empty()
+                && cleaned
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)));
         if !valid {
             return Err(bad());
         }
@@ -694,27 +728,32 @@ impl UserAgent {
     }
 
     /// Send a request in a client transaction and remember what it was for.
-    pub(crate) fn send(&mut self, now: Instant, request: Request, purpose: Purpose) -> Option<TxId> {
+    pub(crate) fn send(
+        &mut self,
+        now: Instant,
+        request: Request,
+        purpose: Purpose,
+    ) -> Option<TxId> {
         let target = self.next_hop_target(&request);
         self.send_to(now, request, target, purpose, Vec::new())
     }
 
     fn next_hop_target(&self, request: &Request) -> Target {
-        // Out-of-dialog requests always leave through the outbound hop; in-dialog ones follow
-        // their first Route, or go straight to the remote target.
-        let in_dialog = request.to_tag().is_some();
-        if !in_dialog {
-            return self.config.outbound;
-        }
-        match request
+        // A Route (a configured outbound proxy, or a dialog's route set) decides the next hop;
+        // without one, an IP-literal Request-URI is reached directly and a name goes through the
+        // registrar, whose address the driver resolved.
+        if let Some(route) = request
             .headers
             .get_list("Route")
             .first()
             .and_then(|r| NameAddr::parse(r).ok())
         {
-            Some(route) => self.target_for(&route.uri),
-            None => self.target_for(&request.uri),
+            if self.config.outbound_proxy.is_some() && request.to_tag().is_none() {
+                return self.config.outbound;
+            }
+            return self.target_for(&route.uri);
         }
+        self.target_for(&request.uri)
     }
 
     fn send_to(
@@ -877,9 +916,10 @@ impl UserAgent {
             "Allow",
             "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REFER, NOTIFY",
         );
-        response
-            .headers
-            .set("Accept", "application/sdp, application/dtmf-relay, message/sipfrag");
+        response.headers.set(
+            "Accept",
+            "application/sdp, application/dtmf-relay, message/sipfrag",
+        );
         response.headers.set("Supported", "replaces");
         response
             .headers
