@@ -134,6 +134,8 @@ pub(crate) struct Call {
     pub bye_at: Option<Instant>,
     /// Redirects followed so far (3xx), to stop loops.
     pub redirects: u8,
+    /// After our CANCEL: when to stop waiting for the INVITE's final response (RFC 3261 §9.1).
+    pub cancel_give_up_at: Option<Instant>,
 }
 
 impl Call {
@@ -188,6 +190,7 @@ impl Call {
             replaced_by: None,
             bye_at: None,
             redirects: 0,
+            cancel_give_up_at: None,
         }
     }
 
@@ -197,6 +200,7 @@ impl Call {
             self.glare_retry.map(|(at, _)| at),
             self.auto_answer_at,
             self.bye_at,
+            self.cancel_give_up_at,
         ]
         .into_iter()
         .flatten()
@@ -959,6 +963,10 @@ impl UserAgent {
         };
         let cancel = build_cancel(&invite);
         self.send(now, cancel, Purpose::Cancel(id));
+        let t1 = self.config.timers.t1;
+        if let Some(c) = self.calls.get_mut(&id) {
+            c.cancel_give_up_at = Some(now + t1 * 64);
+        }
     }
 
     pub(crate) fn send_bye(&mut self, now: Instant, id: CallId) -> Result<(), CommandError> {
@@ -1407,11 +1415,26 @@ impl UserAgent {
             }
             let auto = call.auto_answer_at.is_some_and(|at| now >= at);
             let bye_due = call.bye_at.is_some_and(|at| now >= at);
+            let cancel_expired = call.cancel_give_up_at.is_some_and(|at| now >= at);
+            let invite_tx = call.invite_tx;
             if bye_due {
                 call.bye_at = None;
             }
             if let Some((target, bytes)) = resend {
                 self.send_raw(target, bytes);
+            }
+            if cancel_expired {
+                // The far end never answered our INVITE after the CANCEL: forget it.
+                if let Some(tx) = invite_tx {
+                    self.tx.terminate(tx);
+                }
+                self.end_call(
+                    id,
+                    None,
+                    "cancelled (no answer from the far end)".into(),
+                    EndedBy::Local,
+                );
+                continue;
             }
             if gave_up {
                 // No ACK within 64*T1 (RFC 3261 §13.3.1.4): the dialog must be torn down.

@@ -292,3 +292,269 @@ impl UserAgent {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sip::auth;
+    use crate::sip::msg::{parse, Message, Request};
+    use crate::sip::transaction::{Target, Transport};
+    use crate::sip::ua::{Command, UaConfig};
+
+    fn registrar() -> SocketAddr {
+        SocketAddr::from(([192, 0, 2, 10], 5060))
+    }
+
+    fn agent() -> (UserAgent, Instant) {
+        let local = SocketAddr::from(([10, 0, 0, 5], 5062));
+        let mut config = UaConfig::simple("101", local, registrar());
+        config.password = "lab101".into();
+        config.domain = "pbx.example".into();
+        config.expires = 600;
+        (UserAgent::new(config, 7), Instant::now())
+    }
+
+    /// The REGISTER the agent sent last (there must be exactly one new one).
+    fn sent_register(ua: &mut UserAgent) -> Request {
+        let mut found = None;
+        while let Some(t) = ua.poll_transmit() {
+            assert_eq!(t.target.addr, registrar());
+            if let Ok(Message::Request(r)) = parse(&t.bytes) {
+                found = Some(r);
+            }
+        }
+        found.expect("a REGISTER was sent")
+    }
+
+    fn answer(
+        ua: &mut UserAgent,
+        now: Instant,
+        request: &Request,
+        status: u16,
+        extra: &[(&str, String)],
+    ) {
+        let mut response = request.response(status);
+        for (name, value) in extra {
+            response.headers.push(name, value.clone());
+        }
+        let source = Target {
+            transport: Transport::Udp,
+            addr: registrar(),
+        };
+        ua.handle_datagram(now, source, &response.to_bytes());
+    }
+
+    fn events(ua: &mut UserAgent) -> Vec<UaEvent> {
+        std::iter::from_fn(|| ua.poll_event()).collect()
+    }
+
+    #[test]
+    fn digest_challenge_is_answered_with_the_strongest_algorithm() {
+        let (mut ua, now) = agent();
+        ua.command(now, Command::Register).expect("register");
+        let first = sent_register(&mut ua);
+        assert!(first.header("Authorization").is_none());
+        let md5 = auth::challenge_value("pbx", "n1", &auth::Algorithm::Md5, true, false, None);
+        let sha = auth::challenge_value("pbx", "n1", &auth::Algorithm::Sha256, true, false, None);
+        answer(
+            &mut ua,
+            now,
+            &first,
+            401,
+            &[("WWW-Authenticate", md5), ("WWW-Authenticate", sha)],
+        );
+        let second = sent_register(&mut ua);
+        let value = second.header("Authorization").expect("credentials");
+        let parsed = auth::Authorization::parse(value).expect("parse");
+        assert_eq!(parsed.algorithm, auth::Algorithm::Sha256);
+        assert!(auth::verify(&parsed, "REGISTER", "lab101", b""));
+        // A new transaction with the next CSeq and the same Call-ID (RFC 3261 §10.2.4).
+        assert_eq!(
+            second.cseq().map(|c| c.seq),
+            first.cseq().map(|c| c.seq + 1)
+        );
+        assert_eq!(second.call_id(), first.call_id());
+        assert_ne!(
+            second
+                .top_via()
+                .and_then(|v| v.branch().map(str::to_string)),
+            first.top_via().and_then(|v| v.branch().map(str::to_string))
+        );
+        answer(
+            &mut ua,
+            now,
+            &second,
+            200,
+            &[("Contact", "<sip:101@10.0.0.5:5062>;expires=300".into())],
+        );
+        let ev = events(&mut ua);
+        assert!(
+            ev.iter()
+                .any(|e| matches!(e, UaEvent::Registered { expires: 300, .. })),
+            "{ev:?}"
+        );
+        // Refresh before expiry: with 300 s granted, at 300 - (30 + 30) = 240 s.
+        let refresh = ua.registration.next_deadline().expect("refresh timer");
+        assert_eq!(refresh - now, Duration::from_secs(240));
+    }
+
+    #[test]
+    fn a_second_challenge_for_the_same_nonce_means_a_wrong_password() {
+        let (mut ua, now) = agent();
+        ua.command(now, Command::Register).expect("register");
+        let first = sent_register(&mut ua);
+        let ch = auth::challenge_value("pbx", "n1", &auth::Algorithm::Md5, false, false, None);
+        answer(
+            &mut ua,
+            now,
+            &first,
+            401,
+            &[("WWW-Authenticate", ch.clone())],
+        );
+        let second = sent_register(&mut ua);
+        answer(&mut ua, now, &second, 401, &[("WWW-Authenticate", ch)]);
+        assert!(
+            ua.poll_transmit().is_none(),
+            "no third attempt with the same nonce"
+        );
+        let ev = events(&mut ua);
+        let message = ev
+            .iter()
+            .find_map(|e| match e {
+                UaEvent::RegistrationFailed { message, .. } => Some(message.clone()),
+                _ => None,
+            })
+            .expect("failure reported");
+        assert!(
+            message.contains("rejected the password for user 101"),
+            "{message}"
+        );
+        assert!(message.contains("[account].password"), "{message}");
+        assert!(
+            !message.contains("lab101"),
+            "the password never appears in messages"
+        );
+    }
+
+    #[test]
+    fn a_stale_nonce_is_retried_and_403_is_final() {
+        let (mut ua, now) = agent();
+        ua.command(now, Command::Register).expect("register");
+        let first = sent_register(&mut ua);
+        let ch = auth::challenge_value("pbx", "n1", &auth::Algorithm::Md5, true, false, None);
+        answer(&mut ua, now, &first, 401, &[("WWW-Authenticate", ch)]);
+        let second = sent_register(&mut ua);
+        let stale = auth::challenge_value("pbx", "n1", &auth::Algorithm::Md5, true, true, None);
+        answer(&mut ua, now, &second, 401, &[("WWW-Authenticate", stale)]);
+        let third = sent_register(&mut ua);
+        let parsed = auth::Authorization::parse(third.header("Authorization").unwrap_or_default())
+            .expect("auth");
+        assert_eq!(
+            parsed.nc,
+            Some(2),
+            "same nonce again: the nonce count goes up"
+        );
+        answer(&mut ua, now, &third, 403, &[]);
+        assert!(events(&mut ua).iter().any(|e| matches!(
+            e,
+            UaEvent::RegistrationFailed {
+                code: Some(403),
+                ..
+            }
+        )));
+        // Retried slowly, 60 s later.
+        assert_eq!(
+            ua.registration.next_deadline().map(|t| t - now),
+            Some(Duration::from_secs(60))
+        );
+    }
+
+    #[test]
+    fn interval_too_brief_takes_min_expires() {
+        let (mut ua, now) = agent();
+        ua.command(now, Command::Register).expect("register");
+        let first = sent_register(&mut ua);
+        answer(&mut ua, now, &first, 423, &[("Min-Expires", "1800".into())]);
+        let second = sent_register(&mut ua);
+        assert_eq!(second.header("Expires"), Some("1800"));
+    }
+
+    #[test]
+    fn rport_shows_a_nat_and_the_contact_is_corrected() {
+        let (mut ua, now) = agent();
+        ua.command(now, Command::Register).expect("register");
+        let first = sent_register(&mut ua);
+        let mut response = first.response(200);
+        let via = first
+            .headers
+            .get("Via")
+            .unwrap_or_default()
+            .replace(";rport", ";rport=40000;received=203.0.113.7");
+        response.headers.set("Via", via);
+        let source = Target {
+            transport: Transport::Udp,
+            addr: registrar(),
+        };
+        ua.handle_datagram(now, source, &response.to_bytes());
+        let second = sent_register(&mut ua);
+        let contacts: Vec<String> = second.contacts().iter().map(|c| c.to_string()).collect();
+        assert_eq!(
+            contacts,
+            vec![
+                "<sip:101@10.0.0.5:5062>;expires=0".to_string(),
+                "<sip:101@203.0.113.7:40000>".to_string(),
+            ]
+        );
+    }
+
+    #[test]
+    fn no_answer_backs_off_and_a_restarted_pbx_is_picked_up() {
+        let (mut ua, mut now) = agent();
+        ua.command(now, Command::Register).expect("register");
+        let _ = sent_register(&mut ua);
+        // Nothing answers: Timer F fires at 32 s.
+        now += Duration::from_secs(32);
+        ua.handle_timeout(now);
+        let ev = events(&mut ua);
+        let message = ev
+            .iter()
+            .find_map(|e| match e {
+                UaEvent::RegistrationFailed {
+                    message, retry_in, ..
+                } => Some((message.clone(), *retry_in)),
+                _ => None,
+            })
+            .expect("failure");
+        assert!(
+            message.0.starts_with(
+                "connection to the PBX lost: no answer from 192.0.2.10:5060 — retrying in 2 s"
+            ),
+            "{}",
+            message.0
+        );
+        let retry_at = ua.registration.next_deadline().expect("retry");
+        now = retry_at;
+        while ua.poll_transmit().is_some() {}
+        ua.handle_timeout(now);
+        let again = sent_register(&mut ua);
+        answer(&mut ua, now, &again, 200, &[("Expires", "600".into())]);
+        let ev = events(&mut ua);
+        assert!(ev.iter().any(|e| matches!(e, UaEvent::Notice { message } if message == "connection to the PBX restored")));
+        assert!(ev.iter().any(|e| matches!(e, UaEvent::Registered { .. })));
+    }
+
+    #[test]
+    fn unregister_sends_expires_zero() {
+        let (mut ua, now) = agent();
+        ua.command(now, Command::Register).expect("register");
+        let first = sent_register(&mut ua);
+        answer(&mut ua, now, &first, 200, &[("Expires", "600".into())]);
+        ua.command(now, Command::Unregister).expect("unregister");
+        let bye = sent_register(&mut ua);
+        assert_eq!(bye.header("Expires"), Some("0"));
+        answer(&mut ua, now, &bye, 200, &[]);
+        assert!(events(&mut ua)
+            .iter()
+            .any(|e| matches!(e, UaEvent::Unregistered)));
+    }
+}
