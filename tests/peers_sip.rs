@@ -458,12 +458,20 @@ fn registers_and_calls_over_tcp_through_kamailio() {
     }
     let ws = PeerWorkspace::new("registers_and_calls_over_tcp_through_kamailio");
     ws.start_kamailio(5060, &[]).expect("kamailio");
-    let bob = ws.start_baresip("bob", 5080, "bob", "bob123", &[]).expect("baresip");
+    let bob = ws
+        .start_baresip("bob", 5080, "bob", "bob123", &[])
+        .expect("baresip");
     let mut bob_ctl = bob.connect();
     let cfg = config(&ws, "alice", "alice123", "transport = \"tcp\"");
     let mut rs = shell(&ws, &cfg, true);
     let registered = rs.expect("registered", QUICK);
-    assert!(registered["contact"].as_str().unwrap_or_default().ends_with(";transport=tcp"), "{registered}");
+    assert!(
+        registered["contact"]
+            .as_str()
+            .unwrap_or_default()
+            .ends_with(";transport=tcp"),
+        "{registered}"
+    );
     // Out over TCP ...
     rs.send("dial bob");
     rs.expect("answered", QUICK);
@@ -480,7 +488,10 @@ fn registers_and_calls_over_tcp_through_kamailio() {
     rs.send("hangup");
     rs.expect("call_ended", QUICK);
     let log = support::read_text(&ws.kamailio_log());
-    assert!(log.contains("REQ REGISTER sip:127.0.0.1;transport=tcp from 127.0.0.1:"), "REGISTER came over TCP");
+    assert!(
+        log.contains("REQ REGISTER sip:127.0.0.1;transport=tcp from 127.0.0.1:"),
+        "REGISTER came over TCP"
+    );
     assert!(log.contains("(tcp)"), "kamailio saw TCP traffic");
     rs.quit(QUICK);
 }

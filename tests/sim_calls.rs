@@ -564,19 +564,34 @@ fn a_call_survives_the_registrar_going_away() {
     let mut net = Net::new(23, 0, (5, 20));
     let alice = net.add("alice", 1);
     let bob = net.add("bob", 2);
-    net.command(alice, Command::Dial { target: sip_target("bob", bob) });
+    net.command(
+        alice,
+        Command::Dial {
+            target: sip_target("bob", bob),
+        },
+    );
     net.run_until(Duration::from_secs(10), |n| n.incoming_call(bob).is_some());
     let call = net.incoming_call(bob).expect("call");
     net.command(bob, Command::Answer { call });
-    net.run_until(Duration::from_secs(10), |n| n.saw(alice, |e| matches!(e, UaEvent::Answered { .. })));
+    net.run_until(Duration::from_secs(10), |n| {
+        n.saw(alice, |e| matches!(e, UaEvent::Answered { .. }))
+    });
     // The registrar (127.0.0.250) is gone: registration fails and retries with backoff ...
     net.command(alice, Command::Register);
     net.run_until(Duration::from_secs(120), |n| {
-        n.events[&alice].iter().filter(|e| matches!(e, UaEvent::RegistrationFailed { .. })).count() >= 2
+        n.events[&alice]
+            .iter()
+            .filter(|e| matches!(e, UaEvent::RegistrationFailed { .. }))
+            .count()
+            >= 2
     });
     // ... while the call goes on: hold still works and the hang-up reaches the far end.
     net.command(alice, Command::Hold { call: CallId(1) });
-    net.run_until(Duration::from_secs(10), |n| n.saw(bob, |e| matches!(e, UaEvent::RemoteHold { .. })));
+    net.run_until(Duration::from_secs(10), |n| {
+        n.saw(bob, |e| matches!(e, UaEvent::RemoteHold { .. }))
+    });
     net.command(alice, Command::Hangup { call: CallId(1) });
-    net.run_until(Duration::from_secs(10), |n| n.saw(bob, |e| matches!(e, UaEvent::CallEnded { .. })));
+    net.run_until(Duration::from_secs(10), |n| {
+        n.saw(bob, |e| matches!(e, UaEvent::CallEnded { .. }))
+    });
 }
