@@ -225,8 +225,12 @@ pub fn event_line(event: &UaEvent) -> String {
     }
 }
 
+/// Prints event lines above the prompt while rustyline is reading (interactive mode only).
+type LinePrinter = Box<dyn FnMut(String) + Send>;
+
 struct Shell {
     json: bool,
+    printer: Option<LinePrinter>,
     driver: DriverHandle,
     /// What we know of each call from its events, to pick the call a bare command means.
     calls: BTreeMap<CallId, (CallState, CallDirection, bool)>,
@@ -249,19 +253,27 @@ impl Shell {
         let _ = out.flush();
     }
 
-    fn say(&self, event: &str, message: &str) {
+    fn say(&mut self, event: &str, message: &str) {
         if self.json {
             self.print_json(json!({"event": event, "message": message}));
         } else {
-            println!("{message}");
+            self.print_line(message.to_string());
         }
     }
 
-    fn print_event(&self, event: &UaEvent) {
+    fn print_line(&mut self, line: String) {
+        match self.printer.as_mut() {
+            Some(print) => print(line),
+            None => println!("{line}"),
+        }
+    }
+
+    fn print_event(&mut self, event: &UaEvent) {
         if self.json {
             self.print_json(event_json(event));
-        } else {
-            println!("{}", event_line(event));
+        } else if !matches!(event, UaEvent::Media { .. }) {
+            // Media details are for programs (JSON); people see the codec in `answered`.
+            self.print_line(event_line(event));
         }
     }
 
@@ -332,16 +344,14 @@ impl Shell {
                         json!({"event": "calls", "registered": registered, "calls": list}),
                     );
                 } else {
-                    println!(
-                        "{}",
-                        if registered {
-                            "registered"
-                        } else {
-                            "not registered"
-                        }
-                    );
+                    let mut lines = vec![if registered {
+                        "registered"
+                    } else {
+                        "not registered"
+                    }
+                    .to_string()];
                     if calls.is_empty() {
-                        println!("no calls");
+                        lines.push("no calls".into());
                     }
                     for c in calls {
                         let mut flags = Vec::new();
@@ -354,7 +364,11 @@ impl Shell {
                         if c.transferring {
                             flags.push("transferring");
                         }
-                        println!(
+                        let who = match c.remote_name.as_deref() {
+                            Some(n) => format!("{n} <{}>", c.remote_uri),
+                            None => c.remote_uri.clone(),
+                        };
+                        lines.push(format!(
                             "  call {} {} {} {} {}s {} {}",
                             c.id,
                             if c.direction == CallDirection::Incoming {
@@ -363,14 +377,14 @@ impl Shell {
                                 "out"
                             },
                             c.state.as_str(),
-                            c.remote_name
-                                .as_deref()
-                                .map(|n| format!("{n} <{}>", c.remote_uri))
-                                .unwrap_or(c.remote_uri.clone()),
+                            who,
                             c.duration.as_secs(),
                             c.codec.as_deref().unwrap_or(""),
                             flags.join(", ")
-                        );
+                        ));
+                    }
+                    for line in lines {
+                        self.print_line(line.trim_end().to_string());
                     }
                 }
             }
@@ -567,12 +581,14 @@ impl Shell {
 }
 
 /// Read input lines on a blocking thread: rustyline on a terminal, plain lines otherwise.
-fn spawn_input(history: Option<PathBuf>) -> mpsc::UnboundedReceiver<String> {
+/// Interactive mode also hands back a printer that writes above the prompt.
+fn spawn_input(history: Option<PathBuf>) -> (mpsc::UnboundedReceiver<String>, Option<LinePrinter>) {
     let (tx, rx) = mpsc::unbounded_channel();
     let interactive = std::io::stdin().is_terminal();
+    let (printer_tx, printer_rx) = std::sync::mpsc::channel::<LinePrinter>();
     std::thread::spawn(move || {
         if interactive {
-            read_interactive(tx, history);
+            read_interactive(tx, history, printer_tx);
         } else {
             for line in std::io::stdin().lock().lines() {
                 match line {
@@ -587,7 +603,12 @@ fn spawn_input(history: Option<PathBuf>) -> mpsc::UnboundedReceiver<String> {
             let _ = tx.send("quit".into());
         }
     });
-    rx
+    let printer = if interactive {
+        printer_rx.recv_timeout(Duration::from_secs(2)).ok()
+    } else {
+        None
+    };
+    (rx, printer)
 }
 
 mod completion {
@@ -642,7 +663,11 @@ mod completion {
     impl rustyline::Helper for CommandCompleter {}
 }
 
-fn read_interactive(tx: mpsc::UnboundedSender<String>, history: Option<PathBuf>) {
+fn read_interactive(
+    tx: mpsc::UnboundedSender<String>,
+    history: Option<PathBuf>,
+    printer_tx: std::sync::mpsc::Sender<LinePrinter>,
+) {
     let Ok(mut editor) =
         rustyline::Editor::<completion::CommandCompleter, rustyline::history::DefaultHistory>::new(
         )
@@ -651,6 +676,12 @@ fn read_interactive(tx: mpsc::UnboundedSender<String>, history: Option<PathBuf>)
         return;
     };
     editor.set_helper(Some(completion::CommandCompleter));
+    if let Ok(mut printer) = editor.create_external_printer() {
+        use rustyline::ExternalPrinter as _;
+        let _ = printer_tx.send(Box::new(move |line: String| {
+            let _ = printer.print(format!("{line}\n"));
+        }));
+    }
     if let Some(path) = &history {
         let _ = editor.load_history(path);
     }
@@ -685,8 +716,10 @@ pub async fn run(
     auto_register: bool,
     history: Option<PathBuf>,
 ) -> i32 {
+    let (mut lines, printer) = spawn_input(history);
     let mut shell = Shell {
         json,
+        printer,
         driver,
         calls: BTreeMap::new(),
         backlog: VecDeque::new(),
@@ -703,7 +736,6 @@ pub async fn run(
     if auto_register {
         shell.send(Command::Register);
     }
-    let mut lines = spawn_input(history);
     let mut code = 0;
     loop {
         tokio::select! {

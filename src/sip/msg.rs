@@ -5,7 +5,8 @@
 //! escapes), lets many invalid ones through because it types headers lazily, drops URI headers
 //! (`?Replaces=...`, which attended transfer needs) and knows no compact header names. So the
 //! envelope, URIs, name-addrs and Via are parsed here by a strict first pass of our own, and rsip
-//! supplies the method and status-code vocabulary. Keeping rsip behind this one module is what lets
+//! supplies the method and status-code vocabulary. tests/rfc4475.rs holds the parser to all 49
+//! torture-test verdicts and tests/sip_traces.rs to real Asterisk traffic. Keeping rsip behind this one module is what lets
 //! us patch or drop it later without touching the rest of the stack.
 //!
 //! Everything here is plain data: no I/O, no clock.
@@ -225,6 +226,36 @@ fn is_token(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(is_token_char)
 }
 
+/// Split a leading token off `text`; the token is empty when `text` does not start with one.
+fn take_token(text: &str) -> (&str, &str) {
+    let end = text
+        .bytes()
+        .position(|b| !is_token_char(b))
+        .unwrap_or(text.len());
+    text.split_at(end)
+}
+
+/// Skip `SWS "/" SWS`, returning what follows, or None when there is no slash.
+fn skip_slash(text: &str) -> Option<&str> {
+    text.trim_start()
+        .strip_prefix('/')
+        .map(|rest| rest.trim_start())
+}
+
+/// Remove the whitespace RFC 3261 allows around the ':' of `host:port`; None when whitespace
+/// stands anywhere else (inside a host name or a port).
+fn join_around_colons(text: &str) -> Option<String> {
+    let pieces: Vec<&str> = text.split_ascii_whitespace().collect();
+    let mut joined = String::with_capacity(text.len());
+    for (i, piece) in pieces.iter().enumerate() {
+        if i > 0 && !joined.ends_with(':') && !piece.starts_with(':') {
+            return None;
+        }
+        joined.push_str(piece);
+    }
+    Some(joined)
+}
+
 /// Characters allowed unescaped in a URI user part (unreserved / user-unreserved / escaped).
 fn is_user_char(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"-_.!~*'()&=+$,;?/%".contains(&b)
@@ -358,14 +389,22 @@ impl Uri {
             });
         }
         // sip:[user[:password]@]host[:port][;params][?headers]
-        let (before_headers, headers_text) = match rest.split_once('?') {
-            Some((a, b)) => (a, Some(b)),
-            None => (rest, None),
+        // '@' appears nowhere but after the userinfo, yet the user part may itself hold ';' and
+        // '?' (RFC 4475 semiuri, intmeth). So the userinfo ends at the last '@' before the first
+        // '?' when there is one there (the common case, which also keeps a stray unescaped '@'
+        // in a header such as `?Replaces=id@host` out of the user part), and otherwise at the
+        // first '@' of all.
+        let userinfo_end = match rest.find('?') {
+            Some(q) => rest[..q].rfind('@').or_else(|| rest.find('@')),
+            None => rest.rfind('@'),
         };
-        // The user part may itself contain ';' (RFC 4475 semiuri), so find '@' first.
-        let (userinfo, hostpart) = match before_headers.rfind('@') {
-            Some(at) => (Some(&before_headers[..at]), &before_headers[at + 1..]),
-            None => (None, before_headers),
+        let (userinfo, after_userinfo) = match userinfo_end {
+            Some(at) => (Some(&rest[..at]), &rest[at + 1..]),
+            None => (None, rest),
+        };
+        let (hostpart, headers_text) = match after_userinfo.split_once('?') {
+            Some((a, b)) => (a, Some(b)),
+            None => (after_userinfo, None),
         };
         let (user, password) = match userinfo {
             Some(info) => {
@@ -627,9 +666,12 @@ fn parse_header_params(text: &str) -> Result<Vec<Param>, String> {
         let value = if let Some(after) = rest.strip_prefix('=') {
             let after = after.trim_start();
             if after.starts_with('"') {
-                let (quoted, remainder) = split_quoted(after)?;
+                // Kept as written, escapes included: re-quoting the unescaped text would print
+                // `"a\"b"` back as `"a"b"`.
+                let (_, remainder) = split_quoted(after)?;
+                let raw = &after[..after.len() - remainder.len()];
                 rest = remainder.trim_start();
-                Some(format!("\"{quoted}\""))
+                Some(raw.to_string())
             } else {
                 let end = after
                     .find(|c: char| c == ';' || c.is_ascii_whitespace())
@@ -824,30 +866,31 @@ impl Via {
     }
 
     pub fn parse(text: &str) -> Result<Via, String> {
-        let text = text.trim();
-        let (proto, rest) = text
-            .split_once(|c: char| c.is_ascii_whitespace())
-            .ok_or("missing sent-by")?;
-        let mut parts = proto.split('/').map(str::trim);
-        let (name, version, transport) = (parts.next(), parts.next(), parts.next());
-        match (name, version, transport, parts.next()) {
-            (Some(n), Some(v), Some(t), None)
-                if n.eq_ignore_ascii_case("SIP") && v == "2.0" && is_token(t) =>
-            {
-                let rest = rest.trim_start();
-                let end = rest.find(';').unwrap_or(rest.len());
-                let sent_by: String = rest[..end].split_ascii_whitespace().collect();
-                let (host, port) = parse_hostport(&sent_by)?;
-                let params = parse_header_params(&rest[end..])?;
-                Ok(Via {
-                    transport: t.to_ascii_uppercase(),
-                    host,
-                    port,
-                    params,
-                })
-            }
-            _ => Err(format!("bad sent-protocol {proto:?}")),
+        // sent-protocol is three tokens joined by SLASH, and SLASH, like the COLON in sent-by,
+        // may carry whitespace on either side (RFC 3261 §25.1; RFC 4475 wsinv uses it).
+        let (name, rest) = take_token(text.trim_start());
+        let rest = skip_slash(rest).ok_or_else(|| format!("bad sent-protocol in {text:?}"))?;
+        let (version, rest) = take_token(rest);
+        let rest = skip_slash(rest).ok_or_else(|| format!("bad sent-protocol in {text:?}"))?;
+        let (transport, rest) = take_token(rest);
+        if !name.eq_ignore_ascii_case("SIP") || version != "2.0" || transport.is_empty() {
+            return Err(format!("bad sent-protocol in {text:?}"));
         }
+        if !rest.starts_with([' ', '\t']) {
+            return Err(format!("missing sent-by in {text:?}"));
+        }
+        let rest = rest.trim_start();
+        let end = rest.find(';').unwrap_or(rest.len());
+        let sent_by = join_around_colons(rest[..end].trim())
+            .ok_or_else(|| format!("whitespace inside sent-by {:?}", rest[..end].trim()))?;
+        let (host, port) = parse_hostport(&sent_by)?;
+        let params = parse_header_params(&rest[end..])?;
+        Ok(Via {
+            transport: transport.to_ascii_uppercase(),
+            host,
+            port,
+            params,
+        })
     }
 
     pub fn param(&self, name: &str) -> Option<&str> {
@@ -1147,6 +1190,8 @@ pub trait SipHeaders {
         self.header("CSeq").and_then(|v| CSeq::parse(v).ok())
     }
 
+    // Named after the SIP header, not a conversion.
+    #[allow(clippy::wrong_self_convention)]
     fn from_header(&self) -> Option<NameAddr> {
         self.header("From").and_then(|v| NameAddr::parse(v).ok())
     }
@@ -1155,6 +1200,7 @@ pub trait SipHeaders {
         self.header("To").and_then(|v| NameAddr::parse(v).ok())
     }
 
+    #[allow(clippy::wrong_self_convention)]
     fn from_tag(&self) -> Option<String> {
         self.from_header().and_then(|f| f.tag().map(str::to_string))
     }
@@ -1507,6 +1553,124 @@ pub fn parse_sipfrag_status(body: &[u8]) -> Option<(u16, String)> {
     Some((code, reason.trim().to_string()))
 }
 
+/// One part of a multipart body (RFC 2046 §5.1), with the headers it carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BodyPart {
+    pub headers: Headers,
+    pub body: Vec<u8>,
+}
+
+impl BodyPart {
+    /// The part's media type, lower-cased and without parameters. A part without Content-Type
+    /// is `text/plain` (RFC 2046 §5.1.1).
+    pub fn content_type(&self) -> String {
+        self.headers
+            .get("Content-Type")
+            .and_then(|v| v.split(';').next())
+            .map(|t| t.trim().to_ascii_lowercase())
+            .unwrap_or_else(|| "text/plain".into())
+    }
+}
+
+/// Split a multipart body (`multipart/mixed` and kin, RFC 2046 §5.1) into its parts, using the
+/// boundary named in `content_type` (the whole Content-Type header value).
+pub fn split_multipart(content_type: &str, body: &[u8]) -> Result<Vec<BodyPart>, ParseError> {
+    let bad = |reason: &str| ParseError::Header {
+        header: "Content-Type".into(),
+        reason: reason.into(),
+    };
+    let (media_type, params) = content_type.split_once(';').unwrap_or((content_type, ""));
+    if !media_type
+        .trim()
+        .to_ascii_lowercase()
+        .starts_with("multipart/")
+    {
+        return Err(bad("not a multipart type"));
+    }
+    let params = parse_header_params(&format!(";{params}")).map_err(|why| bad(&why))?;
+    let boundary = find_param(&params, "boundary")
+        .and_then(|p| p.value.as_deref())
+        .map(|v| v.trim_matches('"'))
+        .filter(|v| !v.is_empty() && v.len() <= 70)
+        .ok_or_else(|| bad("multipart without a boundary"))?;
+    let delimiter = format!("--{boundary}");
+    let delimiter = delimiter.as_bytes();
+    let bad_body = |reason: &str| ParseError::Header {
+        header: "multipart body".into(),
+        reason: reason.into(),
+    };
+
+    // Delimiters start a line; the CRLF before one belongs to the delimiter, not to the part.
+    let mut starts = Vec::new();
+    let mut at = 0;
+    while let Some(found) = find_bytes(&body[at..], delimiter) {
+        let pos = at + found;
+        if pos == 0 || body[..pos].ends_with(b"\n") {
+            starts.push(pos);
+        }
+        at = pos + delimiter.len();
+    }
+    let mut parts = Vec::new();
+    for (i, &pos) in starts.iter().enumerate() {
+        let after = &body[pos + delimiter.len()..];
+        if after.starts_with(b"--") {
+            return Ok(parts);
+        }
+        let line_end = after
+            .iter()
+            .position(|b| *b == b'\n')
+            .ok_or_else(|| bad_body("delimiter line without an end"))?;
+        let content_start = pos + delimiter.len() + line_end + 1;
+        let next = starts
+            .get(i + 1)
+            .copied()
+            .ok_or_else(|| bad_body("no closing delimiter"))?;
+        let mut content_end = next.max(content_start);
+        if body[..content_end].ends_with(b"\r\n") && content_end - 2 >= content_start {
+            content_end -= 2;
+        } else if body[..content_end].ends_with(b"\n") && content_end > content_start {
+            content_end -= 1;
+        }
+        parts.push(
+            parse_body_part(&body[content_start..content_end]).map_err(|why| bad_body(&why))?,
+        );
+    }
+    Err(bad_body("no closing delimiter"))
+}
+
+fn parse_body_part(part: &[u8]) -> Result<BodyPart, String> {
+    // A part with no headers starts with its blank line.
+    let (head, body) = if part.starts_with(b"\r\n") {
+        (&part[..0], &part[2..])
+    } else if part.starts_with(b"\n") {
+        (&part[..0], &part[1..])
+    } else {
+        match find_head_end(part) {
+            Some((head_end, body_start)) => (&part[..head_end], &part[body_start..]),
+            None => return Err("part without an empty line after its headers".into()),
+        }
+    };
+    let head = std::str::from_utf8(head).map_err(|_| "part headers are not UTF-8".to_string())?;
+    let mut headers = Headers::default();
+    if !head.is_empty() {
+        for line in unfold(head) {
+            let (name, value) = split_header_line(&line)?;
+            headers.push(name, value);
+        }
+    }
+    Ok(BodyPart {
+        headers,
+        body: body.to_vec(),
+    })
+}
+
+fn find_bytes(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    if needle.is_empty() {
+        return None;
+    }
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
 // ---------------------------------------------------------------------------------------------
 // Parsing
 // ---------------------------------------------------------------------------------------------
@@ -1521,92 +1685,87 @@ pub struct Rejected {
 }
 
 /// Parse one message from a datagram. Octets after Content-Length are ignored (RFC 3261 §18.3).
+// `Rejected` is large because it carries the request as far as it parsed, which is what lets a
+// malformed request be answered; errors are the rare path, so the size costs nothing that matters.
+#[allow(clippy::result_large_err)]
 pub fn parse(bytes: &[u8]) -> Result<Message, Rejected> {
     parse_framed(bytes).map(|(m, _)| m)
 }
 
 /// Parse one message and return how many bytes it took, for stream framing.
+#[allow(clippy::result_large_err)]
 pub fn parse_framed(bytes: &[u8]) -> Result<(Message, usize), Rejected> {
-    let reject = |error| Rejected {
+    let dropped = |error| Rejected {
         error,
         request: None,
     };
     if bytes.len() > MAX_MESSAGE_SIZE {
-        return Err(reject(ParseError::TooLarge));
+        return Err(dropped(ParseError::TooLarge));
     }
     // Leading CRLFs before a message are permitted (RFC 3261 §7.5) and are keepalives on streams.
     let start = bytes
         .iter()
         .position(|b| *b != b'\r' && *b != b'\n')
-        .ok_or_else(|| reject(ParseError::Empty))?;
+        .ok_or_else(|| dropped(ParseError::Empty))?;
     let bytes = &bytes[start..];
-    let head_end = find_head_end(bytes).ok_or_else(|| {
-        reject(ParseError::HeaderLine {
-            line: 0,
-            reason: "no empty line after the headers".into(),
-        })
-    })?;
-    let head = std::str::from_utf8(&bytes[..head_end.0]).map_err(|_| {
-        reject(ParseError::HeaderLine {
-            line: 0,
-            reason: "headers are not UTF-8".into(),
-        })
-    })?;
-    let body_start = head_end.1;
-    let mut lines = unfold(head);
-    if lines.is_empty() {
-        return Err(reject(ParseError::Empty));
-    }
-    let start_line = lines.remove(0);
-    let mut headers = Headers::default();
-    for (index, line) in lines.iter().enumerate() {
-        let (name, value) = line.split_once(':').ok_or_else(|| {
-            reject(ParseError::HeaderLine {
-                line: index + 2,
-                reason: format!("no ':' in {line:?}"),
-            })
-        })?;
-        let name = name.trim_end_matches([' ', '\t']);
-        if !is_token(name) {
-            return Err(reject(ParseError::HeaderLine {
-                line: index + 2,
-                reason: format!("bad header name {name:?}"),
-            }));
+
+    // Past this point a failure is only recorded, and reading goes on: a request whose start
+    // line and identifying headers are readable can still be answered (RFC 4475 §1), so the
+    // first error found travels with the request as far as it could be read.
+    let mut first_error = None;
+    let (head_bytes, body_start) = match find_head_end(bytes) {
+        Some((head_end, body_start)) => (&bytes[..head_end], body_start),
+        None => {
+            first_error = Some(ParseError::HeaderLine {
+                line: 0,
+                reason: "no empty line after the headers".into(),
+            });
+            (bytes, bytes.len())
         }
-        headers.push(name, value.trim());
+    };
+    let head = match std::str::from_utf8(head_bytes) {
+        Ok(text) => std::borrow::Cow::Borrowed(text),
+        Err(_) => {
+            first_error.get_or_insert(ParseError::HeaderLine {
+                line: 0,
+                reason: "headers are not UTF-8".into(),
+            });
+            String::from_utf8_lossy(head_bytes)
+        }
+    };
+    let mut lines = unfold(&head).into_iter();
+    let start_line = lines.next().unwrap_or_default();
+    let mut headers = Headers::default();
+    for (index, line) in lines.enumerate() {
+        match split_header_line(&line) {
+            Ok((name, value)) => headers.push(name, value),
+            Err(reason) => {
+                first_error.get_or_insert(ParseError::HeaderLine {
+                    line: index + 2,
+                    reason,
+                });
+            }
+        }
     }
 
     // Content-Length: required on streams, and it bounds the body on datagrams too.
-    let lengths: Vec<&str> = headers.get_all("Content-Length").collect();
     let available = bytes.len() - body_start;
-    let body_len = match lengths.as_slice() {
-        [] => available,
-        [one] => {
-            let one = one.trim();
-            if one.is_empty() || !one.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(reject(ParseError::ContentLength(format!("{one:?}"))));
-            }
-            let n: usize = one
-                .parse()
-                .map_err(|_| reject(ParseError::ContentLength(one.to_string())))?;
-            if n > available {
-                return Err(reject(ParseError::Truncated {
-                    declared: n,
-                    available,
-                }));
-            }
-            n
-        }
-        _ => return Err(reject(ParseError::DuplicateHeader("Content-Length"))),
-    };
+    let body_len = declared_body_length(&headers, available).unwrap_or_else(|error| {
+        first_error.get_or_insert(error);
+        available
+    });
     let body = bytes[body_start..body_start + body_len].to_vec();
     let consumed = start + body_start + body_len;
 
     if let Some(rest) = start_line.strip_prefix("SIP/") {
+        // A broken response is dropped whatever is wrong with it: nothing answers a response.
+        if let Some(error) = first_error {
+            return Err(dropped(error));
+        }
         let mut it = rest.splitn(3, ' ');
         let version = it.next().unwrap_or_default();
         if version != "2.0" {
-            return Err(reject(ParseError::Version(format!("SIP/{version}"))));
+            return Err(dropped(ParseError::Version(format!("SIP/{version}"))));
         }
         let code_text = it.next().unwrap_or_default();
         let status: u16 = code_text
@@ -1614,7 +1773,7 @@ pub fn parse_framed(bytes: &[u8]) -> Result<(Message, usize), Rejected> {
             .ok()
             .filter(|c| (100..700).contains(c) && code_text.len() == 3)
             .ok_or_else(|| {
-                reject(ParseError::StartLine(format!(
+                dropped(ParseError::StartLine(format!(
                     "bad status code {code_text:?}"
                 )))
             })?;
@@ -1625,26 +1784,18 @@ pub fn parse_framed(bytes: &[u8]) -> Result<(Message, usize), Rejected> {
             headers,
             body,
         };
-        validate_common(&response).map_err(reject)?;
+        validate_common(&response).map_err(dropped)?;
         return Ok((Message::Response(response), consumed));
     }
 
     // Request-Line = Method SP Request-URI SP SIP-Version: exactly single spaces (RFC 4475
     // §3.1.2.9), with trailing whitespace tolerated (§3.1.2.10 allows it).
     let line = start_line.trim_end_matches([' ', '\t']);
-    let parts: Vec<&str> = line.split(' ').collect();
-    let [method, uri_text, version] = parts.as_slice() else {
-        return Err(reject(ParseError::StartLine(format!(
-            "expected 'METHOD URI SIP/2.0', got {line:?}"
-        ))));
-    };
-    let method = Method::parse(method).map_err(reject)?;
-    if !version.starts_with("SIP/") {
-        return Err(reject(ParseError::StartLine(format!(
-            "bad version {version:?}"
-        ))));
-    }
-    let uri = Uri::parse(uri_text);
+    let words: Vec<&str> = line.split(' ').collect();
+    // Without a method token the message is not recognisably a request: nothing to answer.
+    let method = Method::parse(words.first().copied().unwrap_or_default())
+        .map_err(|error| dropped(first_error.clone().unwrap_or(error)))?;
+    let uri = Uri::parse(words.get(1).copied().unwrap_or_default());
     let request = Request {
         method,
         uri: uri
@@ -1657,6 +1808,19 @@ pub fn parse_framed(bytes: &[u8]) -> Result<(Message, usize), Rejected> {
         error,
         request: Some(request.clone()),
     };
+    if let Some(error) = first_error {
+        return Err(partial(error));
+    }
+    let [_, _, version] = words.as_slice() else {
+        return Err(partial(ParseError::StartLine(format!(
+            "expected 'METHOD URI SIP/2.0', got {line:?}"
+        ))));
+    };
+    if !version.starts_with("SIP/") {
+        return Err(partial(ParseError::StartLine(format!(
+            "bad version {version:?}"
+        ))));
+    }
     if *version != "SIP/2.0" {
         return Err(partial(ParseError::Version(version.to_string())));
     }
@@ -1670,17 +1834,54 @@ pub fn parse_framed(bytes: &[u8]) -> Result<(Message, usize), Rejected> {
         )));
     }
     validate_common(&request).map_err(partial)?;
-    let cseq = request.cseq().ok_or(ParseError::MissingHeader("CSeq"));
-    match cseq {
-        Ok(c) if c.method != request.method => {
+    if let Some(cseq) = request.cseq() {
+        if cseq.method != request.method {
             return Err(partial(ParseError::CSeqMismatch {
                 method: request.method.to_string(),
-                cseq: c.method.to_string(),
-            }))
+                cseq: cseq.method.to_string(),
+            }));
         }
-        _ => {}
     }
     Ok((Message::Request(request), consumed))
+}
+
+/// `name: value` of one unfolded header line; the name may be followed by whitespace
+/// (RFC 3261 §7.3.1 HCOLON).
+fn split_header_line(line: &str) -> Result<(&str, &str), String> {
+    let (name, value) = line
+        .split_once(':')
+        .ok_or_else(|| format!("no ':' in {line:?}"))?;
+    let name = name.trim_end_matches([' ', '\t']);
+    if !is_token(name) {
+        return Err(format!("bad header name {name:?}"));
+    }
+    Ok((name, value.trim()))
+}
+
+/// The body length Content-Length declares, checked against what arrived; without the header a
+/// datagram's body is the rest of it (RFC 3261 §18.3).
+fn declared_body_length(headers: &Headers, available: usize) -> Result<usize, ParseError> {
+    let lengths: Vec<&str> = headers.get_all("Content-Length").collect();
+    match lengths.as_slice() {
+        [] => Ok(available),
+        [one] => {
+            let one = one.trim();
+            if one.is_empty() || !one.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(ParseError::ContentLength(format!("{one:?}")));
+            }
+            let declared: usize = one
+                .parse()
+                .map_err(|_| ParseError::ContentLength(one.to_string()))?;
+            if declared > available {
+                return Err(ParseError::Truncated {
+                    declared,
+                    available,
+                });
+            }
+            Ok(declared)
+        }
+        _ => Err(ParseError::DuplicateHeader("Content-Length")),
+    }
 }
 
 /// Checks every message must pass before the transaction layer sees it: the headers that
@@ -1716,8 +1917,14 @@ fn validate_common(msg: &impl SipHeaders) -> Result<(), ParseError> {
         return Err(bad("Call-ID", format!("{call_id:?}")));
     }
     if let Some(mf) = h.get("Max-Forwards") {
+        // 1*DIGIT, leading zeros allowed (RFC 4475 wsinv sends 0068), at most 255 (§3.1.2.4).
         let mf = mf.trim();
-        if mf.is_empty() || mf.len() > 3 || !mf.bytes().all(|b| b.is_ascii_digit()) {
+        let significant = mf.trim_start_matches('0');
+        let in_range = significant.len() <= 3
+            && significant
+                .parse::<u16>()
+                .map_or(significant.is_empty(), |n| n <= 255);
+        if mf.is_empty() || !mf.bytes().all(|b| b.is_ascii_digit()) || !in_range {
             return Err(bad("Max-Forwards", format!("{mf:?}")));
         }
     }
@@ -1827,19 +2034,22 @@ impl StreamFramer {
         };
         let head = String::from_utf8_lossy(&self.buffer[..head_end]);
         let lines = unfold(&head);
-        let length = lines.iter().skip(1).find_map(|line| {
+        let declared = lines.iter().skip(1).find_map(|line| {
             let (name, value) = line.split_once(':')?;
-            let name = canonical_name(name.trim());
-            (name == "Content-Length").then(|| value.trim().parse::<usize>().ok())
+            (canonical_name(name.trim()) == "Content-Length").then(|| value.trim())
         });
-        let length = match length {
-            Some(Some(n)) => n,
+        // Digits only, as `parse` demands (usize's parser would also take "+5"); a number too
+        // big for usize is too large for us, anything else leaves the message's end unknown.
+        let length = match declared {
+            Some(v) if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) => {
+                v.parse::<usize>().map_err(|_| StreamError::TooLarge)?
+            }
             _ => return Err(StreamError::MissingContentLength),
         };
-        let total = body_start + length;
-        if total > MAX_MESSAGE_SIZE {
-            return Err(StreamError::TooLarge);
-        }
+        let total = match body_start.checked_add(length) {
+            Some(total) if total <= MAX_MESSAGE_SIZE => total,
+            _ => return Err(StreamError::TooLarge),
+        };
         if self.buffer.len() < total {
             return Ok(None);
         }
@@ -1946,6 +2156,124 @@ v=0\n";
         assert!(matches!(f.next_item(), Ok(Some(Framed::Message(_)))));
         assert!(matches!(f.next_item(), Ok(Some(Framed::Message(_)))));
         assert!(matches!(f.next_item(), Ok(None)));
+    }
+
+    #[test]
+    fn stream_framer_survives_absurd_content_lengths() {
+        for length in [
+            "18446744073709551616",
+            "18446744073709551615",
+            "+5",
+            "-1",
+            "",
+        ] {
+            let mut f = StreamFramer::default();
+            f.push(format!("OPTIONS sip:h SIP/2.0\r\nContent-Length: {length}\r\n\r\n").as_bytes());
+            let expected = if length.starts_with("1844") {
+                StreamError::TooLarge
+            } else {
+                StreamError::MissingContentLength
+            };
+            assert_eq!(f.next_item().err(), Some(expected), "{length:?}");
+        }
+    }
+
+    #[test]
+    fn via_allows_whitespace_around_slashes_and_colons_only() {
+        let via = Via::parse("SIP /\t2.0 / tcp  host.example.com : 5061 ; branch = z9hG4bKx")
+            .expect("LWS is legal there");
+        assert_eq!(
+            (
+                via.transport.as_str(),
+                via.host.as_str(),
+                via.port,
+                via.branch()
+            ),
+            ("TCP", "host.example.com", Some(5061), Some("z9hG4bKx"))
+        );
+        assert!(Via::parse("SIP/2.0/UDP host.example .com").is_err());
+        assert!(Via::parse("SIP/2.0/UDP").is_err());
+        assert!(Via::parse("SIP/2.0/UDPhost").is_err());
+        assert!(Via::parse("SIP/3.0/UDP host").is_err());
+    }
+
+    #[test]
+    fn uri_user_may_hold_question_marks_and_headers_may_hold_at_signs() {
+        let u = Uri::parse("sip:a?b:pw@h.example;x=1?Subject=hi").expect("uri");
+        assert_eq!(u.user.as_deref(), Some("a?b"));
+        assert_eq!(u.password.as_deref(), Some("pw"));
+        assert_eq!(u.host, "h.example");
+        assert_eq!(u.headers, vec![Param::new("Subject", Some("hi".into()))]);
+        // A stray unescaped '@' in a header stays in the header.
+        let r = Uri::parse("sip:bob@pbx?Replaces=abc@pbx%3Bto-tag%3D1").expect("uri");
+        assert_eq!((r.user.as_deref(), r.host.as_str()), (Some("bob"), "pbx"));
+        assert_eq!(r.headers[0].value.as_deref(), Some("abc@pbx%3Bto-tag%3D1"));
+    }
+
+    #[test]
+    fn quoted_parameter_values_keep_their_escapes() {
+        let na = NameAddr::parse(r#"<sip:a@h>;x="say \"hi\"";tag=1"#).expect("name-addr");
+        assert_eq!(
+            na.param("x").and_then(|p| p.value.as_deref()),
+            Some(r#""say \"hi\"""#)
+        );
+        assert_eq!(na.to_string(), r#"<sip:a@h>;x="say \"hi\"";tag=1"#);
+    }
+
+    #[test]
+    fn max_forwards_takes_leading_zeros_up_to_255() {
+        for (value, ok) in [
+            ("0068", true),
+            ("0", true),
+            ("255", true),
+            ("00255", true),
+            ("256", false),
+            ("300", false),
+            ("-1", false),
+            ("", false),
+        ] {
+            let text = INVITE.replace("Max-Forwards: 70", &format!("Max-Forwards: {value}"));
+            assert_eq!(parse(text.as_bytes()).is_ok(), ok, "{value:?}");
+        }
+    }
+
+    #[test]
+    fn a_request_that_fails_keeps_what_was_readable() {
+        for broken in [
+            INVITE.replacen("INVITE sip:", "INVITE  sip:", 1),
+            INVITE.replace("Content-Length: 4", "Content-Length: 400"),
+            INVITE.replace("Content-Length: 4", "Content-Length: -4"),
+            INVITE.replace("Max-Forwards: 70\r\n", "Max-Forwards 70\r\n"),
+        ] {
+            let Err(rejected) = parse(broken.as_bytes()) else {
+                panic!("must be rejected: {broken}")
+            };
+            let request = rejected.request.expect("partial request");
+            assert_eq!(
+                request.call_id(),
+                Some("3848276298220188511@atlanta.example.com")
+            );
+            assert_eq!(rejected.error.status(), 400);
+        }
+        // A response is never salvaged: nothing answers a response.
+        let Err(rejected) = parse(b"SIP/2.0 99999 Huge\r\nCall-ID: x\r\n\r\n") else {
+            panic!("must be rejected")
+        };
+        assert!(rejected.request.is_none());
+    }
+
+    #[test]
+    fn multipart_bodies_split_into_parts() {
+        let body = b"preamble\r\n--xyz\r\nContent-Type: application/sdp\r\n\r\nv=0\r\n\r\n--xyz\r\n\r\nplain\r\n--xyz--\r\nepilogue";
+        let parts = split_multipart("multipart/mixed; boundary=\"xyz\"", body).expect("parts");
+        assert_eq!(parts.len(), 2);
+        assert_eq!(parts[0].content_type(), "application/sdp");
+        assert_eq!(parts[0].body, b"v=0\r\n");
+        assert_eq!(parts[1].content_type(), "text/plain");
+        assert_eq!(parts[1].body, b"plain");
+        assert!(split_multipart("multipart/mixed", body).is_err());
+        assert!(split_multipart("multipart/mixed;boundary=xyz", b"--xyz\r\n\r\nno end").is_err());
+        assert!(split_multipart("application/sdp;boundary=xyz", body).is_err());
     }
 
     #[test]
