@@ -6,7 +6,7 @@
 mod support;
 
 use std::ffi::OsStr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
@@ -33,7 +33,7 @@ fn config(ws: &PeerWorkspace, user: &str, password: &str, extra: &str) -> PathBu
 }
 
 /// Start `ringside shell --json`, registering or not, logging into the work dir.
-fn shell(ws: &PeerWorkspace, config: &PathBuf, register: bool) -> ShellProcess {
+fn shell(ws: &PeerWorkspace, config: &Path, register: bool) -> ShellProcess {
     let log = ws.path("ringside.log");
     let mut args: Vec<&OsStr> = vec![
         OsStr::new("--log-file"),

@@ -1680,20 +1680,17 @@ fn find_bytes(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 #[derive(Debug, Clone)]
 pub struct Rejected {
     pub error: ParseError,
-    /// The request as far as it parsed, when its start line and headers were readable.
-    pub request: Option<Request>,
+    /// The request as far as it parsed, when its start line and headers were readable. Boxed:
+    /// errors are the rare path and should not make every `Result` of `parse` large.
+    pub request: Option<Box<Request>>,
 }
 
 /// Parse one message from a datagram. Octets after Content-Length are ignored (RFC 3261 §18.3).
-// `Rejected` is large because it carries the request as far as it parsed, which is what lets a
-// malformed request be answered; errors are the rare path, so the size costs nothing that matters.
-#[allow(clippy::result_large_err)]
 pub fn parse(bytes: &[u8]) -> Result<Message, Rejected> {
     parse_framed(bytes).map(|(m, _)| m)
 }
 
 /// Parse one message and return how many bytes it took, for stream framing.
-#[allow(clippy::result_large_err)]
 pub fn parse_framed(bytes: &[u8]) -> Result<(Message, usize), Rejected> {
     let dropped = |error| Rejected {
         error,
@@ -1806,7 +1803,7 @@ pub fn parse_framed(bytes: &[u8]) -> Result<(Message, usize), Rejected> {
     };
     let partial = |error| Rejected {
         error,
-        request: Some(request.clone()),
+        request: Some(Box::new(request.clone())),
     };
     if let Some(error) = first_error {
         return Err(partial(error));
