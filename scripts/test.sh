@@ -125,23 +125,30 @@ stop_leftover_peers() {
 trap stop_leftover_peers EXIT
 
 lo_up='ip link set lo up && exec "$@"'
+# cargo's output is also kept in a log so the totals over every test binary can be printed.
+test_log="${CARGO_TARGET_DIR:-target}/test-output.log"
+mkdir -p "$(dirname "$test_log")"
+tee_run() {
+	"$@" 2>&1 | tee "$test_log"
+	return "${PIPESTATUS[0]}"
+}
 if [ "$(id -u)" = 0 ] && unshare -n bash -c 'ip link set lo up' > /dev/null 2>&1; then
 	step "cargo test --offline $* (private network namespace: unshare -n, only lo)"
 	set +e
-	unshare -n bash -c "$lo_up" bash "${test_cmd[@]}"
+	tee_run unshare -n bash -c "$lo_up" bash "${test_cmd[@]}"
 	rc=$?
 	set -e
 elif unshare -rn bash -c 'ip link set lo up' > /dev/null 2>&1; then
 	step "cargo test --offline $* (private network namespace: unshare -rn, only lo)"
 	set +e
-	unshare -rn bash -c "$lo_up" bash "${test_cmd[@]}"
+	tee_run unshare -rn bash -c "$lo_up" bash "${test_cmd[@]}"
 	rc=$?
 	set -e
 else
 	warn "cannot create a network namespace (needs root, or unprivileged user namespaces, and iproute2's ip): running tests on the host loopback; a peer test fails if its fixed port (5060, 5070-5088, ...) is already taken there"
 	step "cargo test --offline $* (host network)"
 	set +e
-	"${test_cmd[@]}"
+	tee_run "${test_cmd[@]}"
 	rc=$?
 	set -e
 fi
@@ -151,4 +158,7 @@ if [ "$rc" = 124 ] && [ -n "${CI:-}" ]; then
 fi
 echo
 echo "scripts/test.sh: cargo test exit code $rc, total time $((SECONDS - started)) s"
+# One closing line over all test binaries (cargo's own last line is the doc-tests' count).
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed;/) p += $i; if ($(i+1) ~ /^failed;/) f += $i; if ($(i+1) ~ /^ignored;/) s += $i } }
+	END { printf "total: %d passed, %d failed, %d skipped\n", p, f, s }' "$test_log"
 exit "$rc"
