@@ -500,3 +500,29 @@ fn registers_and_calls_over_tcp_through_kamailio() {
     assert!(log.contains("(tcp)"), "kamailio saw TCP traffic");
     rs.quit(QUICK);
 }
+
+#[test]
+fn registration_comes_back_after_a_pbx_restart_over_tcp() {
+    if !require_peers(&["kamailio"]) {
+        return;
+    }
+    let ws = PeerWorkspace::new("registration_comes_back_after_a_pbx_restart_over_tcp");
+    ws.start_kamailio(5060, &[]).expect("kamailio");
+    let cfg = config(&ws, "alice", "alice123", "transport = \"tcp\"");
+    let mut rs = shell(&ws, &cfg, true);
+    rs.expect("registered", QUICK);
+    // The PBX goes away: the TCP connection closes and the console says so at once.
+    ws.stop(&["kamailio"]);
+    let lost = rs.expect("registration_failed", QUICK);
+    let message = lost["message"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with("connection to the PBX lost"),
+        "{message}"
+    );
+    // It comes back (with qop=auth challenges this time): ringside registers by itself.
+    ws.start_kamailio(5060, &["--qop"])
+        .expect("kamailio restarts");
+    let again = rs.expect("registered", Duration::from_secs(30));
+    assert_eq!(again["aor"], "sip:alice@127.0.0.1");
+    rs.quit(QUICK);
+}

@@ -595,3 +595,45 @@ fn a_call_survives_the_registrar_going_away() {
         n.saw(bob, |e| matches!(e, UaEvent::CallEnded { .. }))
     });
 }
+
+#[test]
+fn call_from_another_device_rings_the_handset_then_transfers_it() {
+    let mut net = Net::new(29, 0, (5, 20));
+    let alice = addr(1);
+    let desk = net.add("desk", 2);
+    let customer = net.add("customer", 3);
+    // Alice has no sound card: her dials ring her desk phone first.
+    let mut config = UaConfig::simple("alice", alice, addr(250));
+    config.external_device = Some(sip_target("desk", desk));
+    net.agents.push((alice, UserAgent::new(config, 77)));
+    net.command(
+        alice,
+        Command::Dial {
+            target: sip_target("customer", customer),
+        },
+    );
+    net.run_until(Duration::from_secs(10), |n| n.incoming_call(desk).is_some());
+    assert!(
+        net.incoming_call(customer).is_none(),
+        "the customer is not called before the desk answers"
+    );
+    let desk_call = net.incoming_call(desk).expect("desk rings");
+    net.command(desk, Command::Answer { call: desk_call });
+    // Once the desk phone answers, it is asked (REFER) to call the customer.
+    net.run_until(Duration::from_secs(10), |n| {
+        n.incoming_call(customer).is_some()
+    });
+    let customer_call = net.incoming_call(customer).expect("customer rings");
+    net.command(
+        customer,
+        Command::Answer {
+            call: customer_call,
+        },
+    );
+    net.run_until(Duration::from_secs(20), |n| {
+        n.saw(alice, |e| {
+            matches!(e, UaEvent::TransferDone { success: true, .. })
+        }) && n.saw(desk, |e| matches!(e, UaEvent::TransferRequested { .. }))
+            && n.saw(customer, |e| matches!(e, UaEvent::Answered { .. }))
+    });
+}

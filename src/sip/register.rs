@@ -271,6 +271,27 @@ impl UserAgent {
         });
     }
 
+    /// The reliable connection to the registrar closed while we were registered.
+    pub(crate) fn connection_lost(&mut self, now: Instant) {
+        if self.registration.stopped || !self.registration.is_registered() {
+            return;
+        }
+        let delay = self.backoff();
+        self.registration.failures = self.registration.failures.saturating_add(1);
+        self.registration.state = RegState::Failed {
+            retry_at: now + delay,
+        };
+        let target = self.config.outbound.addr;
+        self.emit(UaEvent::RegistrationFailed {
+            code: None,
+            message: format!(
+                "connection to the PBX lost: {target} closed the connection — retrying in {} s",
+                delay.as_secs()
+            ),
+            retry_in: Some(delay),
+        });
+    }
+
     pub(crate) fn handle_registration_timers(&mut self, now: Instant) {
         if self.registration.stopped {
             return;

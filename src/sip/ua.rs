@@ -409,6 +409,12 @@ impl UserAgent {
     pub fn handle_transport_error(&mut self, now: Instant, target: Target) {
         self.tx.handle_transport_error(now, target);
         self.drain_transactions(now);
+        // Our connection to the PBX dropped (it restarted, or the network did): the binding
+        // rides on that connection, so register again instead of waiting for the refresh.
+        if target == self.config.outbound && target.transport.is_reliable() {
+            self.connection_lost(now);
+            self.drain_transactions(now);
+        }
     }
 
     pub fn command(&mut self, now: Instant, command: Command) -> Result<(), CommandError> {
