@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use core::net::SocketAddr;
 
 use super::dialog::Dialog;
-use super::msg::{self, Method, NameAddr, Request, Response, SipHeaders, Uri};
+use super::msg::{Method, NameAddr, Request, Response, SipHeaders, Uri};
 use super::sdp::{self, Direction, LocalMedia, Negotiated, SessionDescription};
 use super::transaction::{build_cancel, Target, TxId};
 use super::transfer::TransferState;
@@ -318,11 +318,6 @@ impl UserAgent {
         }
     }
 
-    pub(crate) fn forget_call_if_done(&mut self, _id: CallId) {
-        // Calls are removed when they end (end_call); the BYE/CANCEL answer only closes the
-        // transaction. Kept as the single place to add post-call bookkeeping.
-    }
-
     // -- outgoing calls -----------------------------------------------------------------------
 
     pub(crate) fn dial(&mut self, now: Instant, target: &str) -> Result<CallId, CommandError> {
@@ -601,7 +596,7 @@ impl UserAgent {
         }
     }
 
-    pub(crate) fn on_stray_response(&mut self, now: Instant, response: Response) {
+    pub(crate) fn on_stray_response(&mut self, response: Response) {
         // A 2xx to an INVITE whose transaction is gone: find the call by dialog and re-ACK.
         let Some(call) = self
             .calls
@@ -613,7 +608,6 @@ impl UserAgent {
         if let Some((bytes, target)) = call.ack.clone() {
             self.send_raw(target, bytes);
         }
-        let _ = now;
     }
 
     // -- incoming calls -----------------------------------------------------------------------
@@ -721,14 +715,7 @@ impl UserAgent {
             self.end_call(old, None, format!("replaced by call {id}"), EndedBy::Remote);
             return;
         }
-        let mut ringing = request.response(180);
-        ringing.headers.set(
-            "To",
-            request
-                .to_header()
-                .map(|t| t.with_tag(&tag).to_string())
-                .unwrap_or_default(),
-        );
+        let mut ringing = tagged_response(&request, 180, &tag);
         ringing.headers.push("Contact", self.contact_value());
         self.respond(now, tx, ringing);
         self.emit(UaEvent::IncomingCall {
@@ -771,25 +758,16 @@ impl UserAgent {
                 Err(_) => return Err(call.wrong_state("answer")),
             }
         };
-        let mut ok = request.response(200);
-        ok.headers.set(
-            "To",
-            request
-                .to_header()
-                .map(|t| t.with_tag(&call.local_tag).to_string())
-                .unwrap_or_default(),
-        );
+        let mut ok = tagged_response(&request, 200, &call.local_tag);
         ok.headers.push("Contact", self.contact_value());
         self.add_capabilities(&mut ok);
         ok.set_body("application/sdp", body.into_bytes());
-        let t1 = self.config.timers.t1;
-        call.uas_2xx = Some(Retransmit2xx {
-            bytes: ok.to_bytes(),
-            target: source,
-            next_at: now + t1,
-            interval: t1,
-            give_up_at: now + t1 * 64,
-        });
+        call.uas_2xx = Some(Retransmit2xx::start(
+            &ok,
+            source,
+            now,
+            self.config.timers.t1,
+        ));
         call.state = CallState::Connecting;
         call.auto_answer_at = None;
         self.calls.insert(id, call);
@@ -806,14 +784,7 @@ impl UserAgent {
             return Err(call.wrong_state("reject"));
         };
         let tag = call.local_tag.clone();
-        let mut r = request.response(603);
-        r.headers.set(
-            "To",
-            request
-                .to_header()
-                .map(|t| t.with_tag(&tag).to_string())
-                .unwrap_or_default(),
-        );
+        let r = tagged_response(&request, 603, &tag);
         self.respond(now, tx, r);
         self.end_call(id, Some(603), "rejected".into(), EndedBy::Local);
         Ok(())
@@ -838,8 +809,6 @@ impl UserAgent {
             call.state = CallState::Active;
             call.answered_at = Some(now);
             let codec = call.negotiated.as_ref().map(|n| n.codec.name.clone());
-            let replaced_other = call.replaced_by.is_some();
-            let _ = replaced_other;
             self.emit(UaEvent::Answered { call: id, codec });
             self.emit_media(id);
             self.after_answer(now, id);
@@ -885,14 +854,7 @@ impl UserAgent {
         if let (Some(call), Some(itx)) = (call, invite_tx) {
             if matches!(call.state, CallState::Incoming) {
                 if let Some(invite) = &call.invite {
-                    let mut terminated = invite.response(487);
-                    terminated.headers.set(
-                        "To",
-                        invite
-                            .to_header()
-                            .map(|t| t.with_tag(&call.local_tag).to_string())
-                            .unwrap_or_default(),
-                    );
+                    let terminated = tagged_response(invite, 487, &call.local_tag);
                     self.respond(now, itx, terminated);
                 }
                 self.end_call(
@@ -1206,14 +1168,12 @@ impl UserAgent {
                     .unwrap_or(&request.uri),
             )
         });
-        let t1 = self.config.timers.t1;
-        call.uas_2xx = Some(Retransmit2xx {
-            bytes: ok.to_bytes(),
-            target: source,
-            next_at: now + t1,
-            interval: t1,
-            give_up_at: now + t1 * 64,
-        });
+        call.uas_2xx = Some(Retransmit2xx::start(
+            &ok,
+            source,
+            now,
+            self.config.timers.t1,
+        ));
         self.calls.insert(id, call);
         self.respond(now, tx, ok);
         if identity_changed {
@@ -1460,6 +1420,28 @@ impl UserAgent {
     }
 }
 
+/// A response to `request` carrying our To tag (RFC 3261 §8.2.6.2, §12.1.1).
+fn tagged_response(request: &Request, status: u16, tag: &str) -> Response {
+    let mut response = request.response(status);
+    if let Some(to) = request.to_header() {
+        response.headers.set("To", to.with_tag(tag).to_string());
+    }
+    response
+}
+
+impl Retransmit2xx {
+    /// Re-send at T1, 2·T1, ... capped at T2, for 64·T1 (RFC 3261 §13.3.1.4).
+    fn start(ok: &Response, target: Target, now: Instant, t1: Duration) -> Retransmit2xx {
+        Retransmit2xx {
+            bytes: ok.to_bytes(),
+            target,
+            next_at: now + t1,
+            interval: t1,
+            give_up_at: now + t1 * 64,
+        }
+    }
+}
+
 pub(crate) fn parse_sdp(body: &[u8]) -> Result<SessionDescription, ()> {
     let text = std::str::from_utf8(body).map_err(|_| ())?;
     SessionDescription::parse(text).map_err(|_| ())
@@ -1486,6 +1468,3 @@ fn parse_dtmf_relay(body: &[u8]) -> Option<(char, u32)> {
     }
     digit.map(|d| (d.to_ascii_uppercase(), duration))
 }
-
-#[allow(dead_code)]
-fn _assert_msg_used(_: msg::Method) {}

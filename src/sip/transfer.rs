@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use super::call::CallState;
-use super::msg::{self, Method, NameAddr, Request, Response, SipHeaders};
+use super::msg::{self, Method, Request, Response, SipHeaders};
 use super::transaction::TxId;
 use super::ua::{CallId, CommandError, EndedBy, Purpose, UaEvent, UserAgent};
 
@@ -396,8 +396,9 @@ impl UserAgent {
         let deferred = std::mem::take(&mut self.deferred_notifies);
         for (origin, code, reason) in deferred {
             let code = if code < 300 { 487 } else { code };
+            // The sipfrag carries the status line; our own reason text stays in the log.
+            tracing::debug!(%origin, code, %reason, "transfer attempt ended");
             let phrase = msg::default_reason(code);
-            let _ = reason;
             self.notify_refer_progress(now, origin, code, &phrase);
         }
     }
@@ -417,6 +418,3 @@ impl UserAgent {
             .map(|c| c.id)
     }
 }
-
-#[allow(dead_code)]
-fn _name_addr_used(_: NameAddr) {}

@@ -508,7 +508,7 @@ impl UserAgent {
                 // to say; its handler already ran.
                 self.pending.remove(&tx);
             }
-            TxEvent::StrayResponse { response } => self.on_stray_response(now, response),
+            TxEvent::StrayResponse { response } => self.on_stray_response(response),
         }
     }
 
@@ -542,12 +542,8 @@ impl UserAgent {
             Purpose::ReInvite(call) => self.on_reinvite_response(now, call, response),
             Purpose::Refer(call) => self.on_refer_response(now, call, response),
             Purpose::Info(call) => self.on_info_response(now, call, response),
-            Purpose::Bye(call) | Purpose::Cancel(call) => {
-                if response.status >= 200 {
-                    self.forget_call_if_done(call);
-                }
-            }
-            Purpose::Notify(_) | Purpose::Other => {}
+            // The call already ended when we sent BYE/CANCEL; their answers close nothing more.
+            Purpose::Bye(_) | Purpose::Cancel(_) | Purpose::Notify(_) | Purpose::Other => {}
         }
     }
 
