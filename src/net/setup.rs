@@ -125,7 +125,7 @@ pub async fn prepare(config: &Config, account: &AccountConfig) -> Result<Prepare
     let ua = UaConfig {
         username: account.username.clone(),
         auth_username: account.auth_username.clone(),
-        password: account.password.expose().to_string(),
+        password: account.password.clone(),
         display_name: account.display_name.clone(),
         domain: account.domain.clone(),
         registrar: proxy_uri(&account.registrar),

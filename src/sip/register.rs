@@ -329,7 +329,7 @@ mod tests {
     fn agent() -> (UserAgent, Instant) {
         let local = SocketAddr::from(([10, 0, 0, 5], 5062));
         let mut config = UaConfig::simple("101", local, registrar());
-        config.password = "lab101".into();
+        config.password = crate::config::Secret::new("lab101");
         config.domain = "pbx.example".into();
         config.expires = 600;
         (UserAgent::new(config, 7), Instant::now())
@@ -562,6 +562,13 @@ mod tests {
         let ev = events(&mut ua);
         assert!(ev.iter().any(|e| matches!(e, UaEvent::Notice { message } if message == "connection to the PBX restored")));
         assert!(ev.iter().any(|e| matches!(e, UaEvent::Registered { .. })));
+    }
+
+    #[test]
+    fn the_config_never_shows_the_password() {
+        let (ua, _) = agent();
+        let shown = format!("{:?}", ua.config());
+        assert!(!shown.contains("lab101"), "{shown}");
     }
 
     #[test]

@@ -41,7 +41,8 @@ impl std::fmt::Display for CallId {
 pub struct UaConfig {
     pub username: String,
     pub auth_username: String,
-    pub password: String,
+    /// Debug prints it as `***`: configs get logged, passwords must not.
+    pub password: crate::config::Secret,
     pub display_name: Option<String>,
     /// The AOR's domain (host or host:port).
     pub domain: String,
@@ -80,7 +81,7 @@ impl UaConfig {
         UaConfig {
             username: username.into(),
             auth_username: username.into(),
-            password: String::new(),
+            password: crate::config::Secret::new(""),
             display_name: None,
             domain: host.clone(),
             registrar: Uri::sip(None, &host, Some(registrar.port())),
@@ -816,7 +817,7 @@ impl UserAgent {
         }
         let credentials = Credentials::new(
             self.config.auth_username.clone(),
-            self.config.password.clone(),
+            self.config.password.expose().to_string(),
         );
         let nc = self.nonce_counts.next_nc(&challenge);
         let cnonce = format!("{:016x}", self.rng.gen::<u64>());
