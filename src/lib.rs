@@ -7,5 +7,6 @@
 
 pub mod cli;
 pub mod config;
+pub mod media;
 pub mod net;
 pub mod sip;

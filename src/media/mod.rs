@@ -1,0 +1,4 @@
+//! Media, sans-IO except `device`: RTP/RTCP, codecs, jitter buffer, DTMF, tones, and the audio
+//! devices the media task reads and writes once per frame.
+
+pub mod device;
