@@ -30,6 +30,7 @@ pub struct Config {
     pub network: NetworkConfig,
     pub dial: DialConfig,
     pub sip: SipConfig,
+    pub audio: AudioConfig,
 }
 
 /// The `[account]` table: who we register as, and how calls are handled.
@@ -82,6 +83,54 @@ impl Default for NetworkConfig {
 pub struct DialConfig {
     /// Upper-case ISO 3166 alpha-2 code used for numbers typed without `+`.
     pub default_region: Option<String>,
+}
+
+/// Which audio device a call uses.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum AudioDeviceChoice {
+    /// The system's default sound card (falls back to `none`, with a notice, when absent).
+    #[default]
+    Default,
+    /// No sound card: silence is sent, nothing is played (SSH, CI).
+    None,
+    /// Microphone from `file_in`, speaker to `file_out` (WAV).
+    File,
+    /// A sound card by name (`ringside devices` lists them).
+    Named(String),
+}
+
+/// The `[audio]` table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AudioConfig {
+    pub device: AudioDeviceChoice,
+    pub file_in: Option<PathBuf>,
+    pub file_out: Option<PathBuf>,
+    /// Codec names in preference order, as offered in SDP.
+    pub codecs: Vec<String>,
+    pub tone_region: ToneRegionChoice,
+    /// RTP ports are taken from this range (even numbers; RTCP uses the odd one above).
+    pub rtp_ports: (u16, u16),
+}
+
+impl Default for AudioConfig {
+    fn default() -> Self {
+        Self {
+            device: AudioDeviceChoice::Default,
+            file_in: None,
+            file_out: None,
+            codecs: DEFAULT_CODECS.iter().map(|c| c.to_string()).collect(),
+            tone_region: ToneRegionChoice::Us,
+            rtp_ports: (16384, 32766),
+        }
+    }
+}
+
+/// Ringback, busy and congestion cadences differ by country.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ToneRegionChoice {
+    #[default]
+    Us,
+    Eu,
 }
 
 /// The `[sip]` table.
@@ -310,7 +359,20 @@ pub enum ConfigError {
     },
 }
 
-const SECTIONS: &[&str] = &["account", "network", "dial", "sip"];
+const SECTIONS: &[&str] = &["account", "network", "dial", "sip", "audio"];
+const AUDIO_KEYS: &[&str] = &[
+    "device",
+    "file_in",
+    "file_out",
+    "codecs",
+    "tone_region",
+    "rtp_port_min",
+    "rtp_port_max",
+];
+/// The codecs the media layer implements, in the default preference order.
+pub const SUPPORTED_CODECS: &[&str] = &["PCMU", "PCMA", "G722"];
+const DEFAULT_CODECS: &[&str] = &["PCMU", "PCMA"];
+const RTP_PORT_RANGE: RangeInclusive<i64> = 1024..=65_534;
 const ACCOUNT_KEYS: &[&str] = &[
     "display_name",
     "username",
@@ -532,6 +594,7 @@ impl<'a> Source<'a> {
                 "account" => config.account = Some(self.account(&section.name, entries)?),
                 "network" => config.network = self.network(entries)?,
                 "dial" => config.dial = self.dial(entries)?,
+                "audio" => config.audio = self.audio(entries)?,
                 _ => config.sip = self.sip(entries)?,
             }
         }
@@ -679,6 +742,47 @@ impl<'a> Source<'a> {
             dial.default_region = Some(self.check("dial", entry, region_code(&entry.value))?);
         }
         Ok(dial)
+    }
+
+    fn audio(&self, entries: &[RawEntry]) -> Result<AudioConfig, ConfigError> {
+        const S: &str = "audio";
+        let mut audio = AudioConfig::default();
+        let mut min_entry = None;
+        let mut max_entry = None;
+        for entry in entries {
+            let value = &entry.value;
+            match self.known_key(S, AUDIO_KEYS, entry)? {
+                "device" => audio.device = self.check(S, entry, device_choice(value))?,
+                "file_in" => audio.file_in = Some(self.check(S, entry, file_path(value))?),
+                "file_out" => audio.file_out = Some(self.check(S, entry, file_path(value))?),
+                "codecs" => audio.codecs = self.check(S, entry, codec_list(value))?,
+                "tone_region" => audio.tone_region = self.check(S, entry, tone_region(value))?,
+                "rtp_port_min" => {
+                    let port = self.check(S, entry, whole_number(value, RTP_PORT_RANGE, "port"))?;
+                    audio.rtp_ports.0 = u16::try_from(port).unwrap_or(16384);
+                    min_entry = Some(entry);
+                }
+                _ => {
+                    let port = self.check(S, entry, whole_number(value, RTP_PORT_RANGE, "port"))?;
+                    audio.rtp_ports.1 = u16::try_from(port).unwrap_or(32766);
+                    max_entry = Some(entry);
+                }
+            }
+        }
+        let (low, high) = audio.rtp_ports;
+        // Each call needs an even RTP port and the odd RTCP port above it.
+        if high < low.saturating_add(2) {
+            if let Some(entry) = max_entry.or(min_entry) {
+                return self.check(
+                    S,
+                    entry,
+                    Err(Problem(format!(
+                        "the range {low}..{high} holds no RTP/RTCP port pair: make rtp_port_max at least rtp_port_min + 2"
+                    ))),
+                );
+            }
+        }
+        Ok(audio)
     }
 
     fn sip(&self, entries: &[RawEntry]) -> Result<SipConfig, ConfigError> {
@@ -836,6 +940,74 @@ fn boolean(value: &toml::Value) -> Result<bool, Problem> {
         _ => Err(Problem(
             "expected true or false (without quotes)".to_owned(),
         )),
+    }
+}
+
+fn device_choice(value: &toml::Value) -> Result<AudioDeviceChoice, Problem> {
+    const PROBLEM: &str =
+        "expected \"default\", \"none\", \"file\" or a sound card name from `ringside devices`";
+    let name = text(value, PROBLEM)?;
+    if name.trim().is_empty() || has_control(name) {
+        return Err(Problem(PROBLEM.to_owned()));
+    }
+    Ok(match name.to_ascii_lowercase().as_str() {
+        "default" => AudioDeviceChoice::Default,
+        "none" => AudioDeviceChoice::None,
+        "file" => AudioDeviceChoice::File,
+        _ => AudioDeviceChoice::Named(name.to_owned()),
+    })
+}
+
+fn file_path(value: &toml::Value) -> Result<PathBuf, Problem> {
+    const PROBLEM: &str = "expected a file path in quotes, e.g. \"/home/me/greeting.wav\"";
+    let path = text(value, PROBLEM)?;
+    if path.trim().is_empty() || has_control(path) {
+        return Err(Problem(PROBLEM.to_owned()));
+    }
+    Ok(PathBuf::from(path))
+}
+
+fn codec_list(value: &toml::Value) -> Result<Vec<String>, Problem> {
+    let problem = || {
+        Problem(format!(
+            "expected a list of codec names, e.g. [\"PCMU\", \"PCMA\"]; supported: {}",
+            SUPPORTED_CODECS.join(", ")
+        ))
+    };
+    let toml::Value::Array(items) = value else {
+        return Err(problem());
+    };
+    let mut codecs: Vec<String> = Vec::new();
+    for item in items {
+        let toml::Value::String(name) = item else {
+            return Err(problem());
+        };
+        let Some(known) = SUPPORTED_CODECS
+            .iter()
+            .find(|c| c.eq_ignore_ascii_case(name.trim()))
+        else {
+            return Err(Problem(format!(
+                "unknown codec {:?}; supported: {}",
+                name,
+                SUPPORTED_CODECS.join(", ")
+            )));
+        };
+        if !codecs.iter().any(|c| c == known) {
+            codecs.push((*known).to_owned());
+        }
+    }
+    if codecs.is_empty() {
+        return Err(problem());
+    }
+    Ok(codecs)
+}
+
+fn tone_region(value: &toml::Value) -> Result<ToneRegionChoice, Problem> {
+    const PROBLEM: &str = "allowed values are us (North American tones), eu (ETSI 425 Hz tones)";
+    match text(value, PROBLEM)?.to_ascii_lowercase().as_str() {
+        "us" => Ok(ToneRegionChoice::Us),
+        "eu" => Ok(ToneRegionChoice::Eu),
+        _ => Err(Problem(PROBLEM.to_owned())),
     }
 }
 
@@ -1130,6 +1302,7 @@ mod tests {
             ("network", NETWORK_KEYS),
             ("dial", DIAL_KEYS),
             ("sip", SIP_KEYS),
+            ("audio", AUDIO_KEYS),
         ];
         for (section, keys) in sections {
             assert!(
@@ -1390,11 +1563,11 @@ mod tests {
         );
         assert_eq!(
             error("[network]\nbind = \"0.0.0.0:0\"\n\n[acount]\n"),
-            "config.toml:4: unknown section [acount]: allowed sections are account, network, dial, sip\n  did you mean [account]?"
+            "config.toml:4: unknown section [acount]: allowed sections are account, network, dial, sip, audio\n  did you mean [account]?"
         );
         assert_eq!(
             error("username = \"101\"\n"),
-            "config.toml:1: unknown section [username]: allowed sections are account, network, dial, sip"
+            "config.toml:1: unknown section [username]: allowed sections are account, network, dial, sip, audio"
         );
         // A sub-table is an unknown key too, reported at its header.
         assert_eq!(
@@ -1617,5 +1790,50 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn audio_section_values_and_errors() {
+        let cfg = parse("[audio]\ndevice = \"file\"\nfile_in = \"in.wav\"\ncodecs = [\"pcma\", \"G722\", \"PCMA\"]\ntone_region = \"EU\"\nrtp_port_min = 20000\nrtp_port_max = 20100\n")
+            .expect("valid");
+        assert_eq!(cfg.audio.device, AudioDeviceChoice::File);
+        assert_eq!(cfg.audio.file_in.as_deref(), Some(Path::new("in.wav")));
+        assert_eq!(
+            cfg.audio.codecs,
+            vec!["PCMA".to_string(), "G722".to_string()]
+        );
+        assert_eq!(cfg.audio.tone_region, ToneRegionChoice::Eu);
+        assert_eq!(cfg.audio.rtp_ports, (20000, 20100));
+        assert_eq!(
+            parse("[audio]\ndevice = \"USB Headset\"\n")
+                .expect("named")
+                .audio
+                .device,
+            AudioDeviceChoice::Named("USB Headset".into())
+        );
+        let err = parse("[audio]\ncodecs = [\"G729\"]\n")
+            .expect_err("unknown codec")
+            .to_string();
+        assert!(
+            err.contains("config.toml:2: [audio].codecs")
+                && err.contains("unknown codec \"G729\"; supported: PCMU, PCMA, G722"),
+            "{err}"
+        );
+        let err = parse("[audio]\nrtp_port_min = 30000\nrtp_port_max = 30001\n")
+            .expect_err("range")
+            .to_string();
+        assert!(
+            err.contains("config.toml:3: [audio].rtp_port_max")
+                && err.contains("no RTP/RTCP port pair"),
+            "{err}"
+        );
+        let err = parse("[audio]\ntone_region = \"mars\"\n")
+            .expect_err("region")
+            .to_string();
+        assert!(err.contains("allowed values are us"), "{err}");
+        assert_eq!(
+            Config::default().audio.codecs,
+            vec!["PCMU".to_string(), "PCMA".to_string()]
+        );
     }
 }
