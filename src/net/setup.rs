@@ -146,8 +146,18 @@ pub async fn prepare(config: &Config, account: &AccountConfig) -> Result<Prepare
         external_device: account.external_device.clone(),
         accept_refer: account.accept_refer,
         media_ip: local_ip,
-        rtp_ports: (16384, 32766),
-        codecs: vec![Codec::pcmu(), Codec::pcma()],
+        rtp_ports: config.audio.rtp_ports,
+        codecs: config
+            .audio
+            .codecs
+            .iter()
+            .filter_map(|name| match name.as_str() {
+                "PCMU" => Some(Codec::pcmu()),
+                "PCMA" => Some(Codec::pcma()),
+                "G722" => Some(Codec::g722()),
+                _ => None,
+            })
+            .collect(),
         telephone_event: Some(101),
         rtp_dtmf: false,
     };
