@@ -2,3 +2,5 @@
 //! devices the media task reads and writes once per frame.
 
 pub mod device;
+pub mod rtcp;
+pub mod rtp;
