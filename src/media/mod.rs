@@ -2,5 +2,6 @@
 //! devices the media task reads and writes once per frame.
 
 pub mod device;
+pub mod quality;
 pub mod rtcp;
 pub mod rtp;
