@@ -2,6 +2,7 @@
 //! devices the media task reads and writes once per frame.
 
 pub mod device;
+pub mod jitter;
 pub mod quality;
 pub mod rtcp;
 pub mod rtp;
