@@ -100,7 +100,13 @@ fn run() -> anyhow::Result<i32> {
             };
             runtime.block_on(async {
                 let prepared = ringside::net::setup::prepare(&config, &account).await?;
-                let driver = ringside::net::sip::spawn(prepared.ua, prepared.socket, seed).await?;
+                let driver = ringside::net::sip::spawn(
+                    prepared.ua,
+                    config.audio.clone(),
+                    prepared.socket,
+                    seed,
+                )
+                .await?;
                 let history = data_dir().map(|d| d.join("shell_history"));
                 Ok(ringside::cli::shell::run(driver, json, !no_register, history).await)
             })
@@ -121,8 +127,13 @@ fn run() -> anyhow::Result<i32> {
                     let account = config.account.clone().context("account")?;
                     runtime.block_on(async {
                         let prepared = ringside::net::setup::prepare(&config, &account).await?;
-                        let driver =
-                            ringside::net::sip::spawn(prepared.ua, prepared.socket, seed).await?;
+                        let driver = ringside::net::sip::spawn(
+                            prepared.ua,
+                            config.audio.clone(),
+                            prepared.socket,
+                            seed,
+                        )
+                        .await?;
                         let history = data_dir().map(|d| d.join("shell_history"));
                         Ok(ringside::cli::shell::run(driver, false, true, history).await)
                     })

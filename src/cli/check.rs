@@ -30,7 +30,7 @@ pub async fn run(config: &Config, account: &AccountConfig, seed: u64) -> i32 {
     let hop = prepared.hop;
     let transport = format!("{:?}", prepared.ua.transport).to_ascii_lowercase();
     println!("network: sending to {hop} over {transport}");
-    let mut driver = match spawn(prepared.ua, prepared.socket, seed).await {
+    let mut driver = match spawn(prepared.ua, config.audio.clone(), prepared.socket, seed).await {
         Ok(d) => d,
         Err(error) => {
             println!("FAILED: cannot start the SIP driver: {error}");

@@ -33,6 +33,12 @@ pub const COMMANDS: &[(&str, &str)] = &[
         "atransfer TARGET | complete | abort — attended transfer",
     ),
     ("dtmf", "dtmf DIGITS [CALL] — send keypad digits"),
+    (
+        "mute",
+        "mute [CALL] — stop sending your voice (silence keeps flowing)",
+    ),
+    ("unmute", "unmute [CALL]"),
+    ("stats", "calls with their media counters and MOS"),
     ("calls", "list calls"),
     ("status", "registration and calls"),
     (
@@ -326,7 +332,12 @@ impl Shell {
             }
             DriverOutput::CommandFailed(error) => self.say("error", &error.to_string()),
             DriverOutput::Warning(message) => self.say("warning", &message),
-            DriverOutput::Snapshot { calls, registered } => {
+            DriverOutput::Snapshot {
+                calls,
+                registered,
+                media,
+            } => {
+                let media_of = |id: CallId| media.iter().find(|(c, _, _)| *c == id);
                 if self.json {
                     let list: Vec<Value> = calls
                         .iter()
@@ -337,6 +348,12 @@ impl Shell {
                                 "remote": c.remote_uri, "name": c.remote_name,
                                 "on_hold": c.on_hold, "remote_hold": c.remote_hold,
                                 "codec": c.codec, "duration_s": c.duration.as_secs(),
+                                "media": media_of(c.id).map(|(_, s, mos)| json!({
+                                    "packets_sent": s.packets_sent, "packets_received": s.packets_received,
+                                    "packets_lost": s.packets_lost, "concealed": s.concealed,
+                                    "jitter_ms": s.jitter_ms, "rtt_ms": s.round_trip.map(|r| r.as_secs_f64() * 1000.0),
+                                    "mos": mos,
+                                })),
                             })
                         })
                         .collect();
@@ -368,8 +385,19 @@ impl Shell {
                             Some(n) => format!("{n} <{}>", c.remote_uri),
                             None => c.remote_uri.clone(),
                         };
+                        let quality = match media_of(c.id) {
+                            Some((_, st, mos)) => format!(
+                                " | rtp {} out {} in, {} lost, jitter {:.1} ms, MOS {:.2}",
+                                st.packets_sent,
+                                st.packets_received,
+                                st.packets_lost,
+                                st.jitter_ms,
+                                mos
+                            ),
+                            None => String::new(),
+                        };
                         lines.push(format!(
-                            "  call {} {} {} {} {}s {} {}",
+                            "  call {} {} {} {} {}s {} {}{quality}",
                             c.id,
                             if c.direction == CallDirection::Incoming {
                                 "in "
@@ -505,7 +533,16 @@ impl Shell {
                 },
                 None => self.say("error", &missing("give the digits")),
             },
-            "calls" | "status" => {
+            "mute" | "unmute" => match call_arg(0).or_else(|| self.pick(&active, None)) {
+                Some(call) => {
+                    let _ = self.driver.commands.send(DriverCommand::Mute {
+                        call,
+                        muted: verb == "mute",
+                    });
+                }
+                None => self.say("error", &missing("no active call")),
+            },
+            "calls" | "status" | "stats" => {
                 let _ = self.driver.commands.send(DriverCommand::Snapshot);
             }
             "wait" => {

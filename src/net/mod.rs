@@ -1,4 +1,5 @@
 //! The only place with tokio, sockets and the wall clock: thin drivers around the sans-IO core.
 
+pub mod rtp;
 pub mod setup;
 pub mod sip;

@@ -159,7 +159,8 @@ pub async fn prepare(config: &Config, account: &AccountConfig) -> Result<Prepare
             })
             .collect(),
         telephone_event: Some(101),
-        rtp_dtmf: false,
+        // The media engine sends RFC 4733 events when the peer negotiated telephone-event.
+        rtp_dtmf: true,
     };
     Ok(Prepared { ua, socket, hop })
 }

@@ -11,6 +11,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::mpsc;
 
+use crate::config::AudioConfig;
+use crate::media::session::{MediaEvent, MediaParams, MediaStats};
+use crate::net::rtp::{open_device, spawn_media, MediaCommand, MediaReport, MediaTask};
 use crate::sip::msg::{Framed, StreamFramer};
 use crate::sip::transaction::{Target, Transport};
 use crate::sip::ua::{CallId, CallInfo, Command, CommandError, UaConfig, UaEvent, UserAgent};
@@ -21,6 +24,11 @@ pub enum DriverCommand {
     Ua(Command),
     /// Ask for a snapshot of calls and registration.
     Snapshot,
+    /// Mute or unmute a call's microphone (RTP keeps flowing with silence).
+    Mute {
+        call: CallId,
+        muted: bool,
+    },
     /// Unregister (when registered), end calls, and stop within `grace`.
     Shutdown {
         grace: Duration,
@@ -35,6 +43,8 @@ pub enum DriverOutput {
     Snapshot {
         calls: Vec<CallInfo>,
         registered: bool,
+        /// Per call: the media counters and the MOS estimate, when media runs.
+        media: Vec<(CallId, MediaStats, f64)>,
     },
     /// Media sockets or the SIP socket failed in a way the user should know about.
     Warning(String),
@@ -54,14 +64,21 @@ enum StreamInput {
 }
 
 /// Bind the SIP sockets and start the driver task on the current runtime.
-pub async fn spawn(config: UaConfig, socket: UdpSocket, seed: u64) -> io::Result<DriverHandle> {
+pub async fn spawn(
+    config: UaConfig,
+    audio: AudioConfig,
+    socket: UdpSocket,
+    seed: u64,
+) -> io::Result<DriverHandle> {
     let local = socket.local_addr()?;
     // A TCP listener on the same port lets peers open connections to our Contact.
     let listener = TcpListener::bind(local).await.ok();
     let (command_tx, command_rx) = mpsc::unbounded_channel();
     let (output_tx, output_rx) = mpsc::unbounded_channel();
     let ua = UserAgent::new(config, seed);
-    tokio::spawn(run(ua, socket, listener, command_rx, output_tx));
+    tokio::spawn(run(
+        ua, audio, socket, listener, command_rx, output_tx, seed,
+    ));
     Ok(DriverHandle {
         commands: command_tx,
         outputs: output_rx,
@@ -75,16 +92,21 @@ struct Driver {
     streams: HashMap<SocketAddr, mpsc::UnboundedSender<Vec<u8>>>,
     stream_tx: mpsc::UnboundedSender<StreamInput>,
     outputs: mpsc::UnboundedSender<DriverOutput>,
-    media: HashMap<u16, tokio::task::JoinHandle<()>>,
-    call_ports: HashMap<CallId, u16>,
+    audio: AudioConfig,
+    media: HashMap<CallId, MediaTask>,
+    media_stats: HashMap<CallId, (MediaStats, f64)>,
+    reports: mpsc::UnboundedSender<MediaReport>,
+    seed: u64,
 }
 
 async fn run(
     ua: UserAgent,
+    audio: AudioConfig,
     udp: UdpSocket,
     listener: Option<TcpListener>,
     mut commands: mpsc::UnboundedReceiver<DriverCommand>,
     outputs: mpsc::UnboundedSender<DriverOutput>,
+    seed: u64,
 ) {
     let (stream_tx, mut stream_rx) = mpsc::unbounded_channel();
     if let Some(listener) = listener {
@@ -97,14 +119,18 @@ async fn run(
             }
         });
     }
+    let (reports, mut report_rx) = mpsc::unbounded_channel();
     let mut driver = Driver {
         ua,
         udp: Arc::new(udp),
         streams: HashMap::new(),
         stream_tx,
         outputs,
+        audio,
         media: HashMap::new(),
-        call_ports: HashMap::new(),
+        media_stats: HashMap::new(),
+        reports,
+        seed,
     };
     let mut buf = vec![0u8; 65_536];
     let mut shutdown_deadline: Option<Instant> = None;
@@ -131,6 +157,7 @@ async fn run(
                 Err(error) => tracing::debug!(%error, "UDP receive error"),
             },
             Some(input) = stream_rx.recv() => driver.on_stream_input(input),
+            Some(report) = report_rx.recv() => driver.on_media_report(report),
             command = commands.recv() => match command {
                 Some(DriverCommand::Ua(command)) => {
                     if let Err(error) = driver.ua.command(Instant::now(), command) {
@@ -139,11 +166,31 @@ async fn run(
                 }
                 Some(DriverCommand::Snapshot) => {
                     let now = Instant::now();
+                    let media = driver
+                        .media_stats
+                        .iter()
+                        .map(|(call, (stats, mos))| (*call, *stats, *mos))
+                        .collect();
                     let _ = driver.outputs.send(DriverOutput::Snapshot {
                         calls: driver.ua.calls(now),
                         registered: driver.ua.is_registered(),
+                        media,
                     });
                 }
+                Some(DriverCommand::Mute { call, muted }) => match driver.media.get(&call) {
+                    Some(task) => {
+                        let _ = task.commands.send(MediaCommand::Mute(muted));
+                        let word = if muted { "muted" } else { "unmuted" };
+                        let _ = driver.outputs.send(DriverOutput::Event(UaEvent::Notice {
+                            message: format!("call {call}: {word}"),
+                        }));
+                    }
+                    None => {
+                        let _ = driver.outputs.send(DriverOutput::Warning(format!(
+                            "call {call} has no media to mute"
+                        )));
+                    }
+                },
                 shutdown @ (Some(DriverCommand::Shutdown { .. }) | None) => {
                     let grace = match shutdown {
                         Some(DriverCommand::Shutdown { grace }) => grace,
@@ -165,7 +212,7 @@ async fn run(
         }
     }
     for (_, task) in driver.media.drain() {
-        task.abort();
+        let _ = task.commands.send(MediaCommand::Stop);
     }
     let _ = driver.outputs.send(DriverOutput::Stopped);
 }
@@ -193,10 +240,32 @@ impl Driver {
         while let Some(event) = self.ua.poll_event() {
             match &event {
                 UaEvent::Media {
-                    call, local_port, ..
+                    call,
+                    local_port,
+                    remote,
+                    codec,
+                    payload_type,
+                    telephone_event,
+                    sending,
+                    receiving,
                 } => {
-                    self.call_ports.insert(*call, *local_port);
-                    self.ensure_media_sink(*local_port).await;
+                    if let (Some(remote), Some(codec), Some(pt)) = (remote, codec, payload_type) {
+                        let params = MediaParams {
+                            remote: *remote,
+                            codec: codec.clone(),
+                            payload_type: *pt,
+                            telephone_event: *telephone_event,
+                            sending: *sending,
+                            receiving: *receiving,
+                            ptime_ms: 20,
+                        };
+                        self.start_or_update_media(*call, *local_port, params).await;
+                    }
+                }
+                UaEvent::SendDtmfRtp { call, digits } => {
+                    if let Some(task) = self.media.get(call) {
+                        let _ = task.commands.send(MediaCommand::Dtmf(digits.clone()));
+                    }
                 }
                 UaEvent::CallEnded { call, .. } => self.stop_media(*call),
                 _ => {}
@@ -253,34 +322,64 @@ impl Driver {
         }
     }
 
-    /// Until the media layer lands, RTP sent to us is received and dropped so the far end
-    /// sees an open port (no ICMP port-unreachable) while signalling is exercised.
-    async fn ensure_media_sink(&mut self, port: u16) {
-        if self.media.contains_key(&port) {
+    async fn start_or_update_media(&mut self, call: CallId, port: u16, params: MediaParams) {
+        if let Some(task) = self.media.get(&call) {
+            let _ = task.commands.send(MediaCommand::Update(params));
             return;
         }
-        let ip = self.ua.config().media_ip;
-        match UdpSocket::bind(SocketAddr::new(ip, port)).await {
-            Ok(socket) => {
-                let task = tokio::spawn(async move {
-                    let mut buf = [0u8; 2048];
-                    while socket.recv_from(&mut buf).await.is_ok() {}
-                });
-                self.media.insert(port, task);
+        let rate = if params.codec.eq_ignore_ascii_case("G722") {
+            16_000
+        } else {
+            8_000
+        };
+        let (device, notice) = open_device(&self.audio, call, rate);
+        if let Some(message) = notice {
+            let _ = self.outputs.send(DriverOutput::Warning(message));
+        }
+        let local = SocketAddr::new(self.ua.config().media_ip, port);
+        self.seed = self
+            .seed
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(u64::from(call.0));
+        match spawn_media(call, local, params, device, self.reports.clone(), self.seed).await {
+            Ok(task) => {
+                self.media.insert(call, task);
             }
             Err(error) => {
                 let _ = self.outputs.send(DriverOutput::Warning(format!(
-                    "cannot open RTP port {ip}:{port}: {error}"
+                    "call {call}: cannot open RTP port {local}: {error}; the call has no audio"
                 )));
             }
         }
     }
 
-    fn stop_media(&mut self, call: CallId) {
-        if let Some(port) = self.call_ports.remove(&call) {
-            if let Some(task) = self.media.remove(&port) {
-                task.abort();
+    fn on_media_report(&mut self, report: MediaReport) {
+        match report {
+            MediaReport::Event(call, MediaEvent::Dtmf { digit, duration_ms }) => {
+                let _ = self
+                    .outputs
+                    .send(DriverOutput::Event(UaEvent::DtmfReceived {
+                        call,
+                        digit,
+                        duration_ms,
+                    }));
             }
+            MediaReport::Event(_, MediaEvent::RemoteBye) => {}
+            MediaReport::Stats(call, stats, mos) => {
+                self.media_stats.insert(call, (stats, mos));
+            }
+            MediaReport::Failed(call, message) => {
+                let _ = self
+                    .outputs
+                    .send(DriverOutput::Warning(format!("call {call}: {message}")));
+            }
+        }
+    }
+
+    fn stop_media(&mut self, call: CallId) {
+        self.media_stats.remove(&call);
+        if let Some(task) = self.media.remove(&call) {
+            let _ = task.commands.send(MediaCommand::Stop);
         }
     }
 }

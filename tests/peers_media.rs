@@ -1,0 +1,213 @@
+//! Real two-way audio and DTMF against baresip: a tone sent by each side is detected at the
+//! other at the right frequency and level (Goertzel), for every codec both support (PCMU,
+//! PCMA), and RFC 4733 digits cross both ways.
+
+mod support;
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ringside::media::tones::goertzel;
+use support::{require_peers, PeerWorkspace, ShellProcess};
+
+const QUICK: Duration = Duration::from_secs(10);
+const RINGSIDE_TONE: f64 = 1000.0;
+const BARESIP_TONE: f64 = 660.0;
+
+fn write_tone(path: &Path, freq: f64) {
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 8000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(path, spec).expect("create tone");
+    // 1 s exactly: a whole number of cycles, so the looped file has no click.
+    for i in 0..8000 {
+        let s = 12_000.0 * (2.0 * std::f64::consts::PI * freq * f64::from(i) / 8000.0).sin();
+        w.write_sample(s as i16).expect("sample");
+    }
+    w.finalize().expect("finalize");
+}
+
+/// (rate, samples) of a mono or stereo WAV, mixed to mono.
+fn read_wav(path: &Path) -> (u32, Vec<i16>) {
+    let mut r = hound::WavReader::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let spec = r.spec();
+    let samples: Vec<i16> = r.samples::<i16>().map(|s| s.unwrap_or(0)).collect();
+    let channels = usize::from(spec.channels.max(1));
+    let mono = samples
+        .chunks(channels)
+        .map(|c| (c.iter().map(|s| i32::from(*s)).sum::<i32>() / c.len() as i32) as i16)
+        .collect();
+    (spec.sample_rate, mono)
+}
+
+/// The tone's power must dominate: at least 20× any other probe frequency, and loud.
+fn assert_tone(what: &str, path: &Path, freq: f64) {
+    let (rate, samples) = read_wav(path);
+    assert!(
+        samples.len() > rate as usize * 2,
+        "{what}: only {} samples in {}",
+        samples.len(),
+        path.display()
+    );
+    // Skip the first half second (call setup, jitter buffer fill).
+    let body = &samples[(rate / 2) as usize..];
+    let at = goertzel(body, rate, freq);
+    for other in [440.0, 660.0, 1000.0, 1400.0, 2000.0] {
+        if (other - freq).abs() < 1.0 {
+            continue;
+        }
+        let off = goertzel(body, rate, other);
+        assert!(
+            at > 20.0 * off,
+            "{what}: {freq} Hz power {at:.0} vs {other} Hz {off:.0}"
+        );
+    }
+    // A sine of amplitude A has Goertzel power A²/2; our 12000-amplitude tone through G.711
+    // (and baresip's 0.5 full scale) must arrive at least at a quarter of that amplitude.
+    assert!(
+        at > (3000.0f64 * 3000.0) / 2.0,
+        "{what}: {freq} Hz too quiet: {at:.0}"
+    );
+}
+
+fn newest(dir: &Path, suffix: &str) -> PathBuf {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.to_string_lossy().ends_with(suffix))
+        .collect();
+    found.sort();
+    found
+        .pop()
+        .unwrap_or_else(|| panic!("no *{suffix} in {}", dir.display()))
+}
+
+fn shell(ws: &PeerWorkspace, codec: &str, extra: &str) -> (ShellProcess, PathBuf) {
+    let tone = ws.path("ringside-tone.wav");
+    write_tone(&tone, RINGSIDE_TONE);
+    let rec = ws.path(&format!("ringside-heard-{codec}.wav"));
+    let config = ws.write_config(
+        &format!("ringside-{codec}.toml"),
+        &format!(
+            "[account]\nusername = \"alice\"\npassword = \"alice123\"\ndomain = \"127.0.0.1\"\n{extra}\n\
+             [network]\nbind = \"127.0.0.1:5090\"\n\
+             [audio]\ndevice = \"file\"\nfile_in = \"{}\"\nfile_out = \"{}\"\ncodecs = [\"{codec}\"]\n",
+            tone.display(),
+            rec.display()
+        ),
+    );
+    let log = ws.path("ringside.log");
+    let args: Vec<&OsStr> = vec![
+        OsStr::new("--log-file"),
+        log.as_os_str(),
+        OsStr::new("--config"),
+        config.as_os_str(),
+        OsStr::new("shell"),
+        OsStr::new("--json"),
+        OsStr::new("--no-register"),
+    ];
+    let mut rs =
+        ShellProcess::spawn(Path::new(env!("CARGO_BIN_EXE_ringside")), &args).expect("ringside");
+    rs.expect("ready", QUICK);
+    (rs, rec)
+}
+
+#[test]
+fn ringside_calls_baresip_audio_and_dtmf_both_ways() {
+    if !require_peers(&["baresip"]) {
+        return;
+    }
+    for codec in ["PCMU", "PCMA"] {
+        let ws = PeerWorkspace::new(&format!("ringside_calls_baresip_{codec}"));
+        let bob = ws
+            .start_baresip(
+                "bob",
+                5080,
+                "bob",
+                "bob123",
+                &["--no-register", "--freq", "660"],
+            )
+            .expect("baresip");
+        let mut ctl = bob.connect();
+        let (mut rs, heard) = shell(&ws, codec, "");
+        rs.send("dial sip:bob@127.0.0.1:5080");
+        let answered = rs.expect("answered", QUICK);
+        assert_eq!(answered["codec"], codec);
+        ctl.wait_event("CALL_ESTABLISHED", QUICK);
+        std::thread::sleep(Duration::from_millis(1500));
+        // Ours to baresip, as RFC 4733 events.
+        rs.send("dtmf 19#");
+        for key in ["1", "9", "#"] {
+            let e = ctl.wait_event("CALL_DTMF_START", QUICK);
+            assert_eq!(e["param"], key, "{e}");
+        }
+        // baresip's to us.
+        ctl.command("sndcode", "47*");
+        for key in ["4", "7", "*"] {
+            let e = rs.expect("dtmf", QUICK);
+            assert_eq!(e["digit"], key, "{e}");
+        }
+        rs.send("stats");
+        let stats = rs.expect("calls", QUICK);
+        let media = &stats["calls"][0]["media"];
+        assert!(
+            media["packets_received"].as_u64().unwrap_or(0) > 50,
+            "{stats}"
+        );
+        assert!(
+            media["mos"].as_f64().unwrap_or(0.0) > 4.0,
+            "a clean loopback call: {stats}"
+        );
+        std::thread::sleep(Duration::from_millis(1000));
+        rs.send("hangup");
+        rs.expect("call_ended", QUICK);
+        ctl.wait_event("CALL_CLOSED", QUICK);
+        rs.quit(QUICK);
+        assert_tone(
+            &format!("{codec}: ringside heard baresip"),
+            &heard,
+            BARESIP_TONE,
+        );
+        let dec = newest(&bob.rec_dir, "-dec.wav");
+        assert_tone(
+            &format!("{codec}: baresip heard ringside"),
+            &dec,
+            RINGSIDE_TONE,
+        );
+    }
+}
+
+#[test]
+fn baresip_calls_ringside_and_audio_flows_both_ways() {
+    if !require_peers(&["baresip"]) {
+        return;
+    }
+    let ws = PeerWorkspace::new("baresip_calls_ringside_and_audio_flows_both_ways");
+    let bob = ws
+        .start_baresip(
+            "bob",
+            5080,
+            "bob",
+            "bob123",
+            &["--no-register", "--freq", "660"],
+        )
+        .expect("baresip");
+    let mut ctl = bob.connect();
+    let (mut rs, heard) = shell(&ws, "PCMU", "auto_answer = 1");
+    ctl.command("dial", "sip:alice@127.0.0.1:5090");
+    rs.expect("incoming_call", QUICK);
+    rs.expect("answered", QUICK);
+    ctl.wait_event("CALL_ESTABLISHED", QUICK);
+    std::thread::sleep(Duration::from_millis(3000));
+    ctl.command("hangup", "");
+    rs.expect("call_ended", QUICK);
+    rs.quit(QUICK);
+    assert_tone("ringside heard baresip", &heard, BARESIP_TONE);
+    let dec = newest(&bob.rec_dir, "-dec.wav");
+    assert_tone("baresip heard ringside", &dec, RINGSIDE_TONE);
+}
