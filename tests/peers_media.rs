@@ -75,6 +75,15 @@ fn assert_tone(what: &str, path: &Path, freq: f64) {
 }
 
 fn newest(dir: &Path, suffix: &str) -> PathBuf {
+    // baresip's sndfile module writes its dumps as the call closes: give it a moment.
+    support::wait_until(Duration::from_secs(5), || {
+        std::fs::read_dir(dir)
+            .map(|d| {
+                d.flatten()
+                    .any(|e| e.path().to_string_lossy().ends_with(suffix))
+            })
+            .unwrap_or(false)
+    });
     let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .flatten()
@@ -206,6 +215,7 @@ fn baresip_calls_ringside_and_audio_flows_both_ways() {
     std::thread::sleep(Duration::from_millis(3000));
     ctl.command("hangup", "");
     rs.expect("call_ended", QUICK);
+    ctl.wait_event("CALL_CLOSED", QUICK);
     rs.quit(QUICK);
     assert_tone("ringside heard baresip", &heard, BARESIP_TONE);
     let dec = newest(&bob.rec_dir, "-dec.wav");
