@@ -74,26 +74,29 @@ fn assert_tone(what: &str, path: &Path, freq: f64) {
     );
 }
 
-fn newest(dir: &Path, suffix: &str) -> PathBuf {
-    // baresip's sndfile module writes its dumps as the call closes: give it a moment.
+/// baresip's newest recording whose name contains `marker` ("-dec": what it received).
+/// baresip builds the path in a fixed-size buffer, so under a long work dir the ".wav" is cut
+/// off; the file is still a complete WAV. It is finished when the call closes.
+fn newest(dir: &Path, marker: &str) -> PathBuf {
+    let matches = |p: &Path| {
+        p.file_name()
+            .is_some_and(|n| n.to_string_lossy().contains(marker))
+    };
     support::wait_until(Duration::from_secs(5), || {
         std::fs::read_dir(dir)
-            .map(|d| {
-                d.flatten()
-                    .any(|e| e.path().to_string_lossy().ends_with(suffix))
-            })
+            .map(|d| d.flatten().any(|e| matches(&e.path())))
             .unwrap_or(false)
     });
     let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .flatten()
         .map(|e| e.path())
-        .filter(|p| p.to_string_lossy().ends_with(suffix))
+        .filter(|p| matches(p))
         .collect();
     found.sort();
     found
         .pop()
-        .unwrap_or_else(|| panic!("no *{suffix} in {}", dir.display()))
+        .unwrap_or_else(|| panic!("no recording named *{marker}* in {}", dir.display()))
 }
 
 fn shell(ws: &PeerWorkspace, codec: &str, extra: &str) -> (ShellProcess, PathBuf) {
@@ -132,7 +135,7 @@ fn ringside_calls_baresip_audio_and_dtmf_both_ways() {
         return;
     }
     for codec in ["PCMU", "PCMA"] {
-        let ws = PeerWorkspace::new(&format!("ringside_calls_baresip_{codec}"));
+        let ws = PeerWorkspace::new(&format!("media_out_{codec}"));
         let bob = ws
             .start_baresip(
                 "bob",
@@ -182,7 +185,7 @@ fn ringside_calls_baresip_audio_and_dtmf_both_ways() {
             &heard,
             BARESIP_TONE,
         );
-        let dec = newest(&bob.rec_dir, "-dec.wav");
+        let dec = newest(&bob.rec_dir, "-dec");
         assert_tone(
             &format!("{codec}: baresip heard ringside"),
             &dec,
@@ -196,7 +199,7 @@ fn baresip_calls_ringside_and_audio_flows_both_ways() {
     if !require_peers(&["baresip"]) {
         return;
     }
-    let ws = PeerWorkspace::new("baresip_calls_ringside_and_audio_flows_both_ways");
+    let ws = PeerWorkspace::new("media_in");
     let bob = ws
         .start_baresip(
             "bob",
@@ -218,6 +221,6 @@ fn baresip_calls_ringside_and_audio_flows_both_ways() {
     ctl.wait_event("CALL_CLOSED", QUICK);
     rs.quit(QUICK);
     assert_tone("ringside heard baresip", &heard, BARESIP_TONE);
-    let dec = newest(&bob.rec_dir, "-dec.wav");
+    let dec = newest(&bob.rec_dir, "-dec");
     assert_tone("baresip heard ringside", &dec, RINGSIDE_TONE);
 }
