@@ -51,6 +51,16 @@ fn shell(ws: &PeerWorkspace, config: &Path, register: bool) -> ShellProcess {
     shell
 }
 
+/// SIPp exits 0 only when every call of its scenario went as scripted.
+fn assert_sipp_succeeded(run: &support::SippRun) {
+    assert_eq!(
+        run.wait(SIPP_DONE).expect("sipp ends"),
+        0,
+        "{}",
+        run.report()
+    );
+}
+
 fn call_of(event: &Value) -> u64 {
     event["call"].as_u64().expect("event names its call")
 }
@@ -80,12 +90,7 @@ fn dials_a_sipp_uas_and_hangs_up() {
     rs.send("hangup");
     let ended = rs.expect("call_ended", QUICK);
     assert_eq!(ended["by"], "local");
-    assert_eq!(
-        uas.wait(SIPP_DONE).expect("sipp ends"),
-        0,
-        "{}",
-        uas.report()
-    );
+    assert_sipp_succeeded(&uas);
     rs.quit(QUICK);
 }
 
@@ -118,12 +123,7 @@ fn answers_a_call_from_sipp_and_sees_the_remote_hangup() {
     // uac_call streams 5 s of RTP, then hangs up.
     let ended = rs.expect("call_ended", Duration::from_secs(15));
     assert_eq!(ended["by"], "remote");
-    assert_eq!(
-        uac.wait(SIPP_DONE).expect("sipp ends"),
-        0,
-        "{}",
-        uac.report()
-    );
+    assert_sipp_succeeded(&uac);
     rs.quit(QUICK);
 }
 
@@ -147,12 +147,7 @@ fn registers_with_a_sipp_registrar_that_verifies_md5_digest() {
     assert_eq!(registered["aor"], "sip:alice@127.0.0.1");
     rs.send("unregister");
     rs.expect("unregistered", QUICK);
-    assert_eq!(
-        registrar.wait(SIPP_DONE).expect("sipp ends"),
-        0,
-        "{}",
-        registrar.report()
-    );
+    assert_sipp_succeeded(&registrar);
     let messages = registrar.messages();
     assert!(
         messages.contains("Authorization: Digest username=\"alice\""),
@@ -181,12 +176,7 @@ fn blind_transfer_through_a_sipp_refer_uas() {
     assert_eq!(done["success"], true, "{done}");
     let ended = rs.expect("call_ended", QUICK);
     assert_eq!(ended["reason"], "transferred");
-    assert_eq!(
-        uas.wait(SIPP_DONE).expect("sipp ends"),
-        0,
-        "{}",
-        uas.report()
-    );
+    assert_sipp_succeeded(&uas);
     let messages = uas.messages();
     assert!(
         messages.contains("Refer-To: <sip:carol@127.0.0.1>"),
@@ -217,12 +207,7 @@ fn hold_and_resume_with_a_sipp_uas_checking_directions() {
     rs.expect("resumed", QUICK);
     rs.send("hangup");
     rs.expect("call_ended", QUICK);
-    assert_eq!(
-        uas.wait(SIPP_DONE).expect("sipp ends"),
-        0,
-        "{}",
-        uas.report()
-    );
+    assert_sipp_succeeded(&uas);
     rs.quit(QUICK);
 }
 
@@ -277,12 +262,7 @@ fn kamailio_registration_right_and_wrong_password_and_a_proxied_call() {
     rs.expect("resumed", QUICK);
     rs.send("hangup");
     rs.expect("call_ended", QUICK);
-    assert_eq!(
-        uas.wait(SIPP_DONE).expect("sipp ends"),
-        0,
-        "{}",
-        uas.report()
-    );
+    assert_sipp_succeeded(&uas);
     let log = support::read_text(&ws.kamailio_log());
     assert!(
         log.contains("REQ INVITE sip:bob@127.0.0.1 from 127.0.0.1:5090"),
@@ -447,12 +427,7 @@ fn carries_out_a_transfer_requested_by_sipp() {
     let requested = rs.expect("transfer_requested", QUICK);
     assert_eq!(requested["target"], "sip:carol@127.0.0.1");
     carol_ctl.wait_event("CALL_ESTABLISHED", QUICK);
-    assert_eq!(
-        uac.wait(SIPP_DONE).expect("sipp ends"),
-        0,
-        "{}",
-        uac.report()
-    );
+    assert_sipp_succeeded(&uac);
     rs.quit(QUICK);
 }
 
