@@ -110,6 +110,10 @@ pub struct AudioConfig {
     pub tone_region: ToneRegionChoice,
     /// RTP ports are taken from this range (even numbers; RTCP uses the odd one above).
     pub rtp_ports: (u16, u16),
+    /// Record every answered call (two-channel WAV: agent, remote).
+    pub record: bool,
+    /// Where recordings go; `None` = the data dir's `recordings/`.
+    pub record_dir: Option<PathBuf>,
 }
 
 impl Default for AudioConfig {
@@ -121,6 +125,8 @@ impl Default for AudioConfig {
             codecs: DEFAULT_CODECS.iter().map(|c| c.to_string()).collect(),
             tone_region: ToneRegionChoice::Us,
             rtp_ports: (16384, 32766),
+            record: false,
+            record_dir: None,
         }
     }
 }
@@ -368,6 +374,8 @@ const AUDIO_KEYS: &[&str] = &[
     "tone_region",
     "rtp_port_min",
     "rtp_port_max",
+    "record",
+    "record_dir",
 ];
 /// The codecs the media layer implements, in the default preference order.
 pub const SUPPORTED_CODECS: &[&str] = &["PCMU", "PCMA", "G722"];
@@ -757,6 +765,8 @@ impl<'a> Source<'a> {
                 "file_out" => audio.file_out = Some(self.check(S, entry, file_path(value))?),
                 "codecs" => audio.codecs = self.check(S, entry, codec_list(value))?,
                 "tone_region" => audio.tone_region = self.check(S, entry, tone_region(value))?,
+                "record" => audio.record = self.check(S, entry, boolean(value))?,
+                "record_dir" => audio.record_dir = Some(self.check(S, entry, file_path(value))?),
                 "rtp_port_min" => {
                     let port = self.check(S, entry, whole_number(value, RTP_PORT_RANGE, "port"))?;
                     audio.rtp_ports.0 = u16::try_from(port).unwrap_or(16384);

@@ -224,3 +224,111 @@ fn baresip_calls_ringside_and_audio_flows_both_ways() {
     let dec = newest(&bob.rec_dir, "-dec");
     assert_tone("baresip heard ringside", &dec, RINGSIDE_TONE);
 }
+
+/// Power at `freq` in `samples[from..to]` seconds of a mono signal.
+fn power(samples: &[i16], rate: u32, from_s: f64, to_s: f64, freq: f64) -> f64 {
+    let a = ((from_s * f64::from(rate)) as usize).min(samples.len());
+    let b = ((to_s * f64::from(rate)) as usize).min(samples.len());
+    goertzel(&samples[a..b], rate, freq)
+}
+
+#[test]
+fn ringback_recording_and_busy_tone() {
+    if !require_peers(&["baresip"]) {
+        return;
+    }
+    let ws = PeerWorkspace::new("media_tones");
+    let bob = ws
+        .start_baresip(
+            "bob",
+            5080,
+            "bob",
+            "bob123",
+            &["--no-register", "--freq", "660", "--answer", "manual"],
+        )
+        .expect("baresip");
+    let mut ctl = bob.connect();
+    let (mut rs, heard) = shell(&ws, "PCMU", "");
+    rs.send("dial sip:bob@127.0.0.1:5080");
+    rs.expect("ringing", QUICK);
+    ctl.wait_event("CALL_INCOMING", QUICK);
+    // Let the (US) ringback play: 440 + 480 Hz, 2 s on.
+    std::thread::sleep(Duration::from_millis(1500));
+    ctl.command("accept", "");
+    rs.expect("answered", QUICK);
+    rs.send("record");
+    let started = rs.expect_where(
+        "notice",
+        |e| {
+            e["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("recording to")
+        },
+        QUICK,
+    );
+    std::thread::sleep(Duration::from_millis(2000));
+    rs.send("hangup");
+    rs.expect("call_ended", QUICK);
+    let saved = rs.expect_where(
+        "notice",
+        |e| {
+            e["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("recording saved to")
+        },
+        QUICK,
+    );
+    let path = saved["message"]
+        .as_str()
+        .and_then(|m| m.split("recording saved to ").nth(1))
+        .map(PathBuf::from)
+        .unwrap_or_else(|| panic!("no path in {saved} (started: {started})"));
+
+    // The recording: left = what we sent (1 kHz), right = what we heard (660 Hz).
+    let mut reader = hound::WavReader::open(&path).expect("recording");
+    let spec = reader.spec();
+    assert_eq!(spec.channels, 2);
+    let samples: Vec<i16> = reader.samples::<i16>().map(|s| s.unwrap_or(0)).collect();
+    let left: Vec<i16> = samples.iter().step_by(2).copied().collect();
+    let right: Vec<i16> = samples.iter().skip(1).step_by(2).copied().collect();
+    let rate = spec.sample_rate;
+    assert!(
+        goertzel(&left, rate, 1000.0) > 20.0 * goertzel(&left, rate, 660.0),
+        "left is the agent"
+    );
+    assert!(
+        goertzel(&right, rate, 660.0) > 20.0 * goertzel(&right, rate, 1000.0),
+        "right is the far end"
+    );
+
+    // What the agent heard before the answer: ringback, not silence.
+    std::thread::sleep(Duration::from_millis(500));
+    let (hrate, heard_samples) = read_wav(&heard);
+    let ring = power(&heard_samples, hrate, 0.1, 1.2, 440.0)
+        + power(&heard_samples, hrate, 0.1, 1.2, 480.0);
+    let none = power(&heard_samples, hrate, 0.1, 1.2, 1000.0);
+    assert!(
+        ring > 1.0e5 && ring > 20.0 * none,
+        "ringback {ring:.0} vs {none:.0}"
+    );
+
+    // Second call, refused by baresip: the busy tone (480 + 620 Hz) plays for 3 s.
+    let busy_file = ws.path("ringside-heard-PCMU-2.wav");
+    rs.send("dial sip:bob@127.0.0.1:5080");
+    ctl.wait_event("CALL_INCOMING", QUICK);
+    ctl.command("hangup", "");
+    let ended = rs.expect("call_ended", QUICK);
+    assert!(ended["code"].as_u64().is_some_and(|c| c >= 400), "{ended}");
+    std::thread::sleep(Duration::from_millis(3800));
+    let (brate, busy) = read_wav(&busy_file);
+    let tail = busy.len() as f64 / f64::from(brate);
+    let busy_power =
+        power(&busy, brate, tail - 2.5, tail, 480.0) + power(&busy, brate, tail - 2.5, tail, 620.0);
+    assert!(
+        busy_power > 1.0e5,
+        "busy tone after a {ended}: {busy_power:.0}"
+    );
+    rs.quit(QUICK);
+}

@@ -39,6 +39,10 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ),
     ("unmute", "unmute [CALL]"),
     ("stats", "calls with their media counters and MOS"),
+    (
+        "record",
+        "record [CALL] — start or stop recording the call (two-channel WAV)",
+    ),
     ("calls", "list calls"),
     ("status", "registration and calls"),
     (
@@ -539,6 +543,12 @@ impl Shell {
                         call,
                         muted: verb == "mute",
                     });
+                }
+                None => self.say("error", &missing("no active call")),
+            },
+            "record" => match call_arg(0).or_else(|| self.pick(&active, None)) {
+                Some(call) => {
+                    let _ = self.driver.commands.send(DriverCommand::Record { call });
                 }
                 None => self.say("error", &missing("no active call")),
             },

@@ -1,26 +1,44 @@
-//! The media driver: one task per call that owns the RTP/RTCP sockets, paces the 20 ms frames,
-//! and moves samples between the audio device and the sans-IO `MediaSession`.
+//! The media driver: one task per call, from the first ring to the last tone. It owns the audio
+//! device for the call's whole life (so ringback, ring and busy tones and the conversation share
+//! it), binds the RTP/RTCP sockets once media is negotiated, paces the 20 ms frames, and moves
+//! samples between the device and the sans-IO `MediaSession`. It can record the call.
 
 use std::io;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
-use crate::config::{AudioConfig, AudioDeviceChoice};
+use crate::config::{AudioConfig, AudioDeviceChoice, ToneRegionChoice};
 use crate::media::device::{AudioDevice, FileDevice, NoDevice};
 use crate::media::session::{Channel, MediaEvent, MediaParams, MediaSession, MediaStats};
+use crate::media::tones::{Tone, ToneGenerator, ToneRegion};
 use crate::sip::ua::CallId;
+
+/// The device rate: wideband, so G.722 needs no resampling and G.711 is a clean 2:1.
+const DEVICE_RATE: u32 = 16_000;
+const FRAME: Duration = Duration::from_millis(20);
 
 /// What the SIP driver asks of a call's media task.
 #[derive(Debug)]
 pub enum MediaCommand {
-    Update(MediaParams),
+    /// Media was negotiated or renegotiated: bind `local` on first use, then send to `params`.
+    Media {
+        local: SocketAddr,
+        params: MediaParams,
+    },
+    /// Play a local tone (ringback, ring, call waiting), or stop with `None`.
+    Tone(Option<Tone>),
     Dtmf(String),
     Mute(bool),
-    Stop,
+    /// Start (`Some(path)`) or stop recording the call as two-channel WAV (agent, remote).
+    Record(Option<PathBuf>),
+    /// End the call's media; `after` lets a busy or congestion tone play out first.
+    Stop {
+        after: Duration,
+    },
 }
 
 /// What a media task reports.
@@ -28,6 +46,7 @@ pub enum MediaCommand {
 pub enum MediaReport {
     Event(CallId, MediaEvent),
     Stats(CallId, MediaStats, f64),
+    Recording(CallId, Option<PathBuf>),
     Failed(CallId, String),
 }
 
@@ -37,32 +56,35 @@ pub struct MediaTask {
 
 /// The device a call uses, from `[audio]`. Sound cards (cpal) are not wired yet: `default`
 /// and named devices fall back to no device, and the caller is told so.
-pub fn open_device(
-    audio: &AudioConfig,
-    call: CallId,
-    rate: u32,
-) -> (Box<dyn AudioDevice>, Option<String>) {
+pub fn open_device(audio: &AudioConfig, call: CallId) -> (Box<dyn AudioDevice>, Option<String>) {
     match &audio.device {
-        AudioDeviceChoice::None => (Box::new(NoDevice::new(rate)), None),
+        AudioDeviceChoice::None => (Box::new(NoDevice::new(DEVICE_RATE)), None),
         AudioDeviceChoice::File => {
             let output = audio.file_out.as_ref().map(|p| per_call_path(p, call));
-            match FileDevice::open(audio.file_in.as_deref(), output.as_deref(), rate) {
+            match FileDevice::open(audio.file_in.as_deref(), output.as_deref(), DEVICE_RATE) {
                 Ok(device) => (Box::new(device), None),
                 Err(error) => (
-                    Box::new(NoDevice::new(rate)),
+                    Box::new(NoDevice::new(DEVICE_RATE)),
                     Some(format!("[audio] file device: {error}; the call goes on without audio")),
                 ),
             }
         }
         AudioDeviceChoice::Default | AudioDeviceChoice::Named(_) => (
-            Box::new(NoDevice::new(rate)),
+            Box::new(NoDevice::new(DEVICE_RATE)),
             Some("sound cards are not supported yet: the call runs with no audio device (set [audio] device = \"none\" to silence this notice)".into()),
         ),
     }
 }
 
+pub fn tone_region(audio: &AudioConfig) -> ToneRegion {
+    match audio.tone_region {
+        ToneRegionChoice::Us => ToneRegion::Us,
+        ToneRegionChoice::Eu => ToneRegion::Eu,
+    }
+}
+
 /// The first call writes `file_out` itself; later ones add their call number.
-fn per_call_path(path: &std::path::Path, call: CallId) -> PathBuf {
+fn per_call_path(path: &Path, call: CallId) -> PathBuf {
     if call.0 <= 1 {
         return path.to_path_buf();
     }
@@ -77,7 +99,7 @@ fn per_call_path(path: &std::path::Path, call: CallId) -> PathBuf {
     path.with_file_name(format!("{stem}-{}{ext}", call.0))
 }
 
-/// Resample one frame by linear interpolation (device rate ↔ codec rate, e.g. 8 ↔ 16 kHz).
+/// Resample one frame by linear interpolation (device rate ↔ codec rate).
 fn resample(input: &[i16], out_len: usize) -> Vec<i16> {
     if input.len() == out_len || input.is_empty() {
         let mut v = input.to_vec();
@@ -97,15 +119,223 @@ fn resample(input: &[i16], out_len: usize) -> Vec<i16> {
         .collect()
 }
 
-/// Bind the call's RTP port (and RTCP on the next one) and start its task.
-pub async fn spawn_media(
+/// A call recording: left channel the agent's microphone, right channel the far end.
+struct Recorder {
+    writer: hound::WavWriter<io::BufWriter<std::fs::File>>,
+    path: PathBuf,
+}
+
+impl Recorder {
+    fn open(path: &Path, rate: u32) -> Result<Recorder, String> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        }
+        let spec = hound::WavSpec {
+            channels: 2,
+            sample_rate: rate,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
+        let writer = hound::WavWriter::create(path, spec)
+            .map_err(|e| format!("cannot record to {}: {e}", path.display()))?;
+        Ok(Recorder {
+            writer,
+            path: path.to_path_buf(),
+        })
+    }
+
+    fn write(&mut self, agent: &[i16], remote: &[i16]) -> bool {
+        agent.iter().zip(remote).all(|(a, r)| {
+            self.writer.write_sample(*a).is_ok() && self.writer.write_sample(*r).is_ok()
+        })
+    }
+
+    fn finish(self) -> Option<PathBuf> {
+        self.writer.finalize().ok().map(|()| self.path)
+    }
+}
+
+struct Sockets {
+    rtp: UdpSocket,
+    rtcp: Option<UdpSocket>,
+}
+
+/// Start the media task of a call: tones at once, RTP when `MediaCommand::Media` arrives.
+pub fn spawn_call_media(
     call: CallId,
-    local: SocketAddr,
-    params: MediaParams,
     mut device: Box<dyn AudioDevice>,
+    region: ToneRegion,
     reports: mpsc::UnboundedSender<MediaReport>,
     seed: u64,
-) -> io::Result<MediaTask> {
+) -> MediaTask {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut session: Option<MediaSession> = None;
+        let mut sockets: Option<Sockets> = None;
+        let mut tone: Option<ToneGenerator> = None;
+        let mut recorder: Option<Recorder> = None;
+        let mut muted = false;
+        let mut stop_at: Option<tokio::time::Instant> = None;
+        // The driver drops its end once it sent Stop; a closing tone still plays to its end.
+        let mut commands_open = true;
+        let mut ticker = tokio::time::interval(FRAME);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+        let mut stats_at = Instant::now() + Duration::from_secs(2);
+        let device_frame =
+            (u64::from(device.sample_rate()) * FRAME.as_millis() as u64 / 1000) as usize;
+        let mut mic = vec![0i16; device_frame];
+        let mut speaker = Vec::with_capacity(device_frame);
+        let mut tone_buf = Vec::with_capacity(device_frame);
+        let mut rtp_buf = vec![0u8; 2048];
+        let mut rtcp_buf = vec![0u8; 2048];
+        loop {
+            let stop_sleep = async {
+                match stop_at {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = ticker.tick() => {
+                    let now = Instant::now();
+                    device.read_frame(&mut mic);
+                    let mut heard = match session.as_mut() {
+                        Some(s) => {
+                            let frame = resample(&mic, s.frame_samples());
+                            s.tick(now, &frame, &mut speaker);
+                            resample(&speaker, device_frame)
+                        }
+                        None => vec![0; device_frame],
+                    };
+                    if let Some(generator) = tone.as_mut() {
+                        tone_buf.clear();
+                        generator.generate(device_frame, &mut tone_buf);
+                        for (h, t) in heard.iter_mut().zip(&tone_buf) {
+                            *h = h.saturating_add(*t);
+                        }
+                    }
+                    device.write_frame(&heard);
+                    if let Some(r) = recorder.as_mut() {
+                        let agent: Vec<i16> = if muted { vec![0; mic.len()] } else { mic.clone() };
+                        if !r.write(&agent, &heard) {
+                            let _ = reports.send(MediaReport::Failed(call, "recording stopped: cannot write the file".into()));
+                            recorder = None;
+                        }
+                    }
+                    if now >= stats_at {
+                        stats_at = now + Duration::from_secs(2);
+                        if let Some(s) = session.as_ref() {
+                            let _ = reports.send(MediaReport::Stats(call, s.stats(), s.quality().mos));
+                        }
+                    }
+                }
+                received = async {
+                    match sockets.as_ref() {
+                        Some(s) => s.rtp.recv_from(&mut rtp_buf).await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    if let (Ok((n, from)), Some(s)) = (received, session.as_mut()) {
+                        s.handle_datagram(Instant::now(), from, &rtp_buf[..n]);
+                    }
+                }
+                received = async {
+                    match sockets.as_ref().and_then(|s| s.rtcp.as_ref()) {
+                        Some(s) => s.recv_from(&mut rtcp_buf).await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    if let (Ok((n, _)), Some(s)) = (received, session.as_mut()) {
+                        s.handle_rtcp(Instant::now(), &rtcp_buf[..n]);
+                    }
+                }
+                () = stop_sleep => break,
+                command = rx.recv(), if commands_open => match command {
+                    Some(MediaCommand::Media { local, params }) => {
+                        match session.as_mut() {
+                            Some(s) => s.update(params),
+                            None => match start_rtp(local, params, seed).await {
+                                Ok((s, socks)) => {
+                                    let mut s = s;
+                                    s.set_muted(muted);
+                                    session = Some(s);
+                                    sockets = Some(socks);
+                                }
+                                Err(error) => {
+                                    let _ = reports.send(MediaReport::Failed(call, format!("cannot open RTP port {local}: {error}; the call has no audio")));
+                                }
+                            },
+                        }
+                    }
+                    Some(MediaCommand::Tone(t)) => {
+                        tone = t.and_then(|t| ToneGenerator::new(t, region, device.sample_rate()).ok());
+                    }
+                    Some(MediaCommand::Dtmf(digits)) => {
+                        if let Some(s) = session.as_mut() {
+                            s.send_dtmf(&digits);
+                        }
+                    }
+                    Some(MediaCommand::Mute(m)) => {
+                        muted = m;
+                        if let Some(s) = session.as_mut() {
+                            s.set_muted(m);
+                        }
+                    }
+                    Some(MediaCommand::Record(Some(path))) => {
+                        if recorder.is_none() {
+                            match Recorder::open(&path, device.sample_rate()) {
+                                Ok(r) => {
+                                    recorder = Some(r);
+                                    let _ = reports.send(MediaReport::Recording(call, Some(path)));
+                                }
+                                Err(e) => { let _ = reports.send(MediaReport::Failed(call, e)); }
+                            }
+                        }
+                    }
+                    Some(MediaCommand::Record(None)) => {
+                        if let Some(r) = recorder.take() {
+                            let _ = reports.send(MediaReport::Recording(call, r.finish()));
+                        }
+                    }
+                    Some(MediaCommand::Stop { after }) => {
+                        if let Some(s) = session.as_mut() {
+                            s.bye();
+                        }
+                        flush(session.as_mut(), sockets.as_ref()).await;
+                        session = None;
+                        sockets = None;
+                        stop_at = Some(tokio::time::Instant::now() + after);
+                    }
+                    None => {
+                        commands_open = false;
+                        if stop_at.is_none() {
+                            break;
+                        }
+                    }
+                },
+            }
+            flush(session.as_mut(), sockets.as_ref()).await;
+            if let Some(s) = session.as_mut() {
+                while let Some(event) = s.poll_event() {
+                    let _ = reports.send(MediaReport::Event(call, event));
+                }
+            }
+        }
+        if let Some(r) = recorder.take() {
+            let _ = reports.send(MediaReport::Recording(call, r.finish()));
+        }
+        if let Err(error) = device.finish() {
+            let _ = reports.send(MediaReport::Failed(call, error.to_string()));
+        }
+    });
+    MediaTask { commands: tx }
+}
+
+async fn start_rtp(
+    local: SocketAddr,
+    params: MediaParams,
+    seed: u64,
+) -> io::Result<(MediaSession, Sockets)> {
     let rtp = UdpSocket::bind(local).await?;
     let rtcp = UdpSocket::bind(SocketAddr::new(local.ip(), local.port().saturating_add(1)))
         .await
@@ -113,75 +343,19 @@ pub async fn spawn_media(
     let unix_now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
-    let mut session = MediaSession::new(params, seed, Instant::now(), unix_now)
+    let session = MediaSession::new(params, seed, Instant::now(), unix_now)
         .map_err(|e| io::Error::other(e.to_string()))?;
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        let mut ticker = tokio::time::interval(session.packet_time());
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-        let mut stats_at = Instant::now() + Duration::from_secs(2);
-        let device_frame = (device.sample_rate() as u64 * session.packet_time().as_millis() as u64
-            / 1000) as usize;
-        let mut mic = vec![0i16; device_frame];
-        let mut speaker = Vec::with_capacity(session.frame_samples());
-        let mut rtp_buf = vec![0u8; 2048];
-        let mut rtcp_buf = vec![0u8; 2048];
-        loop {
-            tokio::select! {
-                _ = ticker.tick() => {
-                    let now = Instant::now();
-                    device.read_frame(&mut mic);
-                    let frame = resample(&mic, session.frame_samples());
-                    session.tick(now, &frame, &mut speaker);
-                    device.write_frame(&resample(&speaker, device_frame));
-                    if now >= stats_at {
-                        stats_at = now + Duration::from_secs(2);
-                        let _ = reports.send(MediaReport::Stats(call, session.stats(), session.quality().mos));
-                    }
-                }
-                received = rtp.recv_from(&mut rtp_buf) => {
-                    if let Ok((n, from)) = received {
-                        session.handle_datagram(Instant::now(), from, &rtp_buf[..n]);
-                    }
-                }
-                received = async {
-                    match &rtcp {
-                        Some(s) => s.recv_from(&mut rtcp_buf).await,
-                        None => std::future::pending().await,
-                    }
-                } => {
-                    if let Ok((n, _)) = received {
-                        session.handle_rtcp(Instant::now(), &rtcp_buf[..n]);
-                    }
-                }
-                command = rx.recv() => match command {
-                    Some(MediaCommand::Update(p)) => session.update(p),
-                    Some(MediaCommand::Dtmf(digits)) => { session.send_dtmf(&digits); }
-                    Some(MediaCommand::Mute(m)) => session.set_muted(m),
-                    Some(MediaCommand::Stop) | None => {
-                        session.bye();
-                        flush(&mut session, &rtp, rtcp.as_ref()).await;
-                        if let Err(error) = device.finish() {
-                            let _ = reports.send(MediaReport::Failed(call, error.to_string()));
-                        }
-                        break;
-                    }
-                },
-            }
-            flush(&mut session, &rtp, rtcp.as_ref()).await;
-            while let Some(event) = session.poll_event() {
-                let _ = reports.send(MediaReport::Event(call, event));
-            }
-        }
-    });
-    Ok(MediaTask { commands: tx })
+    Ok((session, Sockets { rtp, rtcp }))
 }
 
-async fn flush(session: &mut MediaSession, rtp: &UdpSocket, rtcp: Option<&UdpSocket>) {
+async fn flush(session: Option<&mut MediaSession>, sockets: Option<&Sockets>) {
+    let (Some(session), Some(sockets)) = (session, sockets) else {
+        return;
+    };
     while let Some((channel, to, bytes)) = session.poll_transmit() {
         let socket = match channel {
-            Channel::Rtp => Some(rtp),
-            Channel::Rtcp => rtcp,
+            Channel::Rtp => Some(&sockets.rtp),
+            Channel::Rtcp => sockets.rtcp.as_ref(),
         };
         if let Some(socket) = socket {
             if let Err(error) = socket.send_to(&bytes, to).await {
@@ -205,11 +379,11 @@ mod tests {
 
     #[test]
     fn later_calls_get_their_own_recording() {
-        let p = std::path::Path::new("/tmp/rec/call.wav");
+        let p = Path::new("/tmp/rec/call.wav");
         assert_eq!(per_call_path(p, CallId(1)), p);
         assert_eq!(
             per_call_path(p, CallId(3)),
-            std::path::Path::new("/tmp/rec/call-3.wav")
+            Path::new("/tmp/rec/call-3.wav")
         );
     }
 }

@@ -4,8 +4,9 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
@@ -13,7 +14,10 @@ use tokio::sync::mpsc;
 
 use crate::config::AudioConfig;
 use crate::media::session::{MediaEvent, MediaParams, MediaStats};
-use crate::net::rtp::{open_device, spawn_media, MediaCommand, MediaReport, MediaTask};
+use crate::media::tones::Tone;
+use crate::net::rtp::{
+    open_device, spawn_call_media, tone_region, MediaCommand, MediaReport, MediaTask,
+};
 use crate::sip::msg::{Framed, StreamFramer};
 use crate::sip::transaction::{Target, Transport};
 use crate::sip::ua::{CallId, CallInfo, Command, CommandError, UaConfig, UaEvent, UserAgent};
@@ -28,6 +32,10 @@ pub enum DriverCommand {
     Mute {
         call: CallId,
         muted: bool,
+    },
+    /// Start or stop recording a call.
+    Record {
+        call: CallId,
     },
     /// Unregister (when registered), end calls, and stop within `grace`.
     Shutdown {
@@ -97,6 +105,11 @@ struct Driver {
     media_stats: HashMap<CallId, (MediaStats, f64)>,
     reports: mpsc::UnboundedSender<MediaReport>,
     seed: u64,
+    /// Calls that were answered and are still up (for call-waiting beeps).
+    answered: std::collections::BTreeSet<CallId>,
+    recordings: HashMap<CallId, PathBuf>,
+    /// The "no sound card" notice is said once, not per call.
+    warned_device: bool,
 }
 
 async fn run(
@@ -131,6 +144,9 @@ async fn run(
         media_stats: HashMap::new(),
         reports,
         seed,
+        answered: std::collections::BTreeSet::new(),
+        recordings: HashMap::new(),
+        warned_device: false,
     };
     let mut buf = vec![0u8; 65_536];
     let mut shutdown_deadline: Option<Instant> = None;
@@ -177,6 +193,7 @@ async fn run(
                         media,
                     });
                 }
+                Some(DriverCommand::Record { call }) => driver.toggle_recording(call),
                 Some(DriverCommand::Mute { call, muted }) => match driver.media.get(&call) {
                     Some(task) => {
                         let _ = task.commands.send(MediaCommand::Mute(muted));
@@ -212,7 +229,9 @@ async fn run(
         }
     }
     for (_, task) in driver.media.drain() {
-        let _ = task.commands.send(MediaCommand::Stop);
+        let _ = task.commands.send(MediaCommand::Stop {
+            after: Duration::ZERO,
+        });
     }
     let _ = driver.outputs.send(DriverOutput::Stopped);
 }
@@ -259,7 +278,36 @@ impl Driver {
                             receiving: *receiving,
                             ptime_ms: 20,
                         };
-                        self.start_or_update_media(*call, *local_port, params).await;
+                        let local = SocketAddr::new(self.ua.config().media_ip, *local_port);
+                        self.media_command(*call, MediaCommand::Media { local, params });
+                    }
+                }
+                UaEvent::Dialing { call, .. } => self.start_media(*call),
+                UaEvent::IncomingCall { call, .. } => {
+                    self.start_media(*call);
+                    // With a call already up, the new one beeps in it instead of ringing.
+                    let active: Vec<CallId> = self.answered.iter().copied().collect();
+                    if active.is_empty() {
+                        self.media_command(*call, MediaCommand::Tone(Some(Tone::Ring)));
+                    } else {
+                        for other in active {
+                            self.media_command(other, MediaCommand::Tone(Some(Tone::CallWaiting)));
+                        }
+                    }
+                }
+                UaEvent::Ringing { call, early_media } => {
+                    // Without early media the far end's ringing is ours to play (RFC 3960).
+                    let tone = (!*early_media).then_some(Tone::Ringback);
+                    self.media_command(*call, MediaCommand::Tone(tone));
+                }
+                UaEvent::Answered { call, .. } => {
+                    self.answered.insert(*call);
+                    for other in self.answered.clone() {
+                        self.media_command(other, MediaCommand::Tone(None));
+                    }
+                    if self.audio.record {
+                        let path = self.recording_path(*call);
+                        self.media_command(*call, MediaCommand::Record(Some(path)));
                     }
                 }
                 UaEvent::SendDtmfRtp { call, digits } => {
@@ -267,7 +315,21 @@ impl Driver {
                         let _ = task.commands.send(MediaCommand::Dtmf(digits.clone()));
                     }
                 }
-                UaEvent::CallEnded { call, .. } => self.stop_media(*call),
+                UaEvent::CallEnded { call, code, .. } => {
+                    // A failed outgoing call tells why in sound, as a phone does.
+                    let tone = match code {
+                        Some(486 | 600) => Some(Tone::Busy),
+                        Some(404 | 408 | 480 | 484 | 488 | 500..=599) => Some(Tone::Congestion),
+                        _ => None,
+                    };
+                    let after = if tone.is_some() {
+                        self.media_command(*call, MediaCommand::Tone(tone));
+                        Duration::from_secs(3)
+                    } else {
+                        Duration::ZERO
+                    };
+                    self.stop_media(*call, after);
+                }
                 _ => {}
             }
             let _ = self.outputs.send(DriverOutput::Event(event));
@@ -322,34 +384,67 @@ impl Driver {
         }
     }
 
-    async fn start_or_update_media(&mut self, call: CallId, port: u16, params: MediaParams) {
-        if let Some(task) = self.media.get(&call) {
-            let _ = task.commands.send(MediaCommand::Update(params));
+    fn start_media(&mut self, call: CallId) {
+        if self.media.contains_key(&call) {
             return;
         }
-        let rate = if params.codec.eq_ignore_ascii_case("G722") {
-            16_000
-        } else {
-            8_000
-        };
-        let (device, notice) = open_device(&self.audio, call, rate);
+        let (device, notice) = open_device(&self.audio, call);
         if let Some(message) = notice {
-            let _ = self.outputs.send(DriverOutput::Warning(message));
+            if !self.warned_device {
+                self.warned_device = true;
+                let _ = self.outputs.send(DriverOutput::Warning(message));
+            }
         }
-        let local = SocketAddr::new(self.ua.config().media_ip, port);
         self.seed = self
             .seed
             .wrapping_mul(6_364_136_223_846_793_005)
             .wrapping_add(u64::from(call.0));
-        match spawn_media(call, local, params, device, self.reports.clone(), self.seed).await {
-            Ok(task) => {
-                self.media.insert(call, task);
-            }
-            Err(error) => {
-                let _ = self.outputs.send(DriverOutput::Warning(format!(
-                    "call {call}: cannot open RTP port {local}: {error}; the call has no audio"
-                )));
-            }
+        let task = spawn_call_media(
+            call,
+            device,
+            tone_region(&self.audio),
+            self.reports.clone(),
+            self.seed,
+        );
+        self.media.insert(call, task);
+    }
+
+    fn media_command(&mut self, call: CallId, command: MediaCommand) {
+        if !self.media.contains_key(&call) {
+            self.start_media(call);
+        }
+        if let Some(task) = self.media.get(&call) {
+            let _ = task.commands.send(command);
+        }
+    }
+
+    /// `[audio] record_dir`/YYYYmmdd-HHMMSS-call<N>.wav (UTC), or the data dir's recordings/.
+    fn recording_path(&self, call: CallId) -> PathBuf {
+        let dir = self.audio.record_dir.clone().unwrap_or_else(|| {
+            directories::ProjectDirs::from("", "", "ringside")
+                .map(|d| d.data_local_dir().join("recordings"))
+                .unwrap_or_else(|| PathBuf::from("recordings"))
+        });
+        let secs = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        dir.join(format!("{}-call{}.wav", utc_stamp(secs), call.0))
+    }
+
+    /// Start or stop recording a call (the shell's `record`).
+    fn toggle_recording(&mut self, call: CallId) {
+        if !self.media.contains_key(&call) {
+            let _ = self.outputs.send(DriverOutput::Warning(format!(
+                "call {call} has no media to record"
+            )));
+            return;
+        }
+        if self.recordings.contains_key(&call) {
+            self.media_command(call, MediaCommand::Record(None));
+        } else {
+            let path = self.recording_path(call);
+            self.media_command(call, MediaCommand::Record(Some(path)));
         }
     }
 
@@ -368,6 +463,25 @@ impl Driver {
             MediaReport::Stats(call, stats, mos) => {
                 self.media_stats.insert(call, (stats, mos));
             }
+            MediaReport::Recording(call, path) => {
+                let message = match &path {
+                    Some(p) if !self.recordings.contains_key(&call) => {
+                        self.recordings.insert(call, p.clone());
+                        format!("call {call}: recording to {}", p.display())
+                    }
+                    Some(p) => {
+                        self.recordings.remove(&call);
+                        format!("call {call}: recording saved to {}", p.display())
+                    }
+                    None => {
+                        self.recordings.remove(&call);
+                        format!("call {call}: recording could not be finished")
+                    }
+                };
+                let _ = self
+                    .outputs
+                    .send(DriverOutput::Event(UaEvent::Notice { message }));
+            }
             MediaReport::Failed(call, message) => {
                 let _ = self
                     .outputs
@@ -376,10 +490,11 @@ impl Driver {
         }
     }
 
-    fn stop_media(&mut self, call: CallId) {
+    fn stop_media(&mut self, call: CallId, after: Duration) {
         self.media_stats.remove(&call);
+        self.answered.remove(&call);
         if let Some(task) = self.media.remove(&call) {
-            let _ = task.commands.send(MediaCommand::Stop);
+            let _ = task.commands.send(MediaCommand::Stop { after });
         }
     }
 }
@@ -457,4 +572,35 @@ fn log_message(direction: &str, peer: SocketAddr, bytes: &[u8]) {
         })
         .collect();
     tracing::trace!(%peer, "{direction} {peer}:\n{}", redacted.join("\n"));
+}
+
+/// `YYYYmmdd-HHMMSS` in UTC from Unix seconds (civil-from-days, no calendar crate needed).
+fn utc_stamp(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}{month:02}{day:02}-{:02}{:02}{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn utc_stamps_are_civil_dates() {
+        assert_eq!(super::utc_stamp(0), "19700101-000000");
+        assert_eq!(super::utc_stamp(1_795_259_540), "20261121-111220");
+        assert_eq!(super::utc_stamp(951_782_400), "20000229-000000");
+    }
 }
