@@ -9,4 +9,5 @@ pub mod cli;
 pub mod config;
 pub mod media;
 pub mod net;
+pub mod queue;
 pub mod sip;
