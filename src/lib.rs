@@ -7,6 +7,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod lab;
 pub mod media;
 pub mod net;
 pub mod queue;
