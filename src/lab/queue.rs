@@ -1609,7 +1609,9 @@ impl QueueEngine {
             Strategy::RrMemory => {
                 let queue_state = &mut self.queues[qi];
                 let mi = next_in_order(free, queue_state.rr_next);
-                queue_state.rr_next = mi + 1;
+                // Wrap right away, as Asterisk does: a member who logs in later is rung after
+                // the ones at the head of the list (the capture's scenario d shows it).
+                queue_state.rr_next = (mi + 1) % queue_state.members.len().max(1);
                 vec![mi]
             }
             Strategy::Linear => {

@@ -606,16 +606,7 @@ mod tests {
     }
 
     /// Lines 11–52: from agent2's login before d to the teardown.
-    fn replay_d_to_end(t0: Instant) -> Replay {
-        let mut lab = Replay::new(t0, RUN_START_MS);
-        // agent1 has been logged in since line 4; that line belongs to the first part.
-        lab.run_to(1_795_259_552_500);
-        let now = lab.now;
-        lab.engine
-            .add_member(now, "support", "agent1", false)
-            .expect("agent1 joins");
-        while lab.engine.poll_event().is_some() {}
-
+    fn replay_d_to_end(mut lab: Replay) -> Replay {
         lab.add(1_795_259_571_200, "agent2", "ringside-lab-1795259571.7");
         // d: agent1 rings out after 15 s, agent2 rings 2 s later and answers.
         let d = "ringside-lab-1795259575.8";
@@ -708,30 +699,24 @@ mod tests {
     #[test]
     fn replaying_the_asterisk_run_writes_its_queue_log_byte_for_byte() {
         let t0 = Instant::now();
-        // Two engines: the capture's d rings agent1 first although agent1 took b and c alone,
-        // because Asterisk's rrmemory wraps its position when the call is placed; the engine
-        // wraps when it next chooses, so agent2's later login would make it ring agent2.
-        let mut first = replay_start_to_c(t0);
-        let mut second = replay_d_to_end(t0);
-        let written = first.writer.drain() + &second.writer.drain();
+        // One engine for the whole run: in d it rings agent1 first although agent1 took b and c
+        // alone, because rrmemory wraps its position as Asterisk does.
+        let mut lab = replay_d_to_end(replay_start_to_c(t0));
+        let written = lab.writer.drain();
         let expected = full_log();
         for (number, (ours, theirs)) in written.lines().zip(expected.lines()).enumerate() {
             assert_eq!(ours, theirs, "line {}", number + 1);
         }
         assert_eq!(written.lines().count(), 52);
         assert_eq!(written, expected);
-        assert!(first.writer.is_empty() && second.writer.is_empty());
-        assert_eq!(
-            first.writer.lines_written() + second.writer.lines_written(),
-            52
-        );
+        assert!(lab.writer.is_empty());
+        assert_eq!(lab.writer.lines_written(), 52);
     }
 
     #[test]
     fn every_line_parses_back_into_the_same_record() {
         let t0 = Instant::now();
-        let mut lines = replay_start_to_c(t0).lines;
-        lines.extend(replay_d_to_end(t0).lines);
+        let mut lines = replay_d_to_end(replay_start_to_c(t0)).lines;
         lines.extend(unit_lines());
         assert_eq!(lines.len(), 52 + 5);
         for line in &lines {
