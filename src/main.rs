@@ -34,6 +34,51 @@ enum Cmd {
     },
     /// Validate the config and try one registration.
     Check,
+    /// The queue report: events and statistics from the PBX's queue_log.
+    Report {
+        /// Asterisk queue_log file to read.
+        #[arg(long, value_name = "FILE")]
+        queue_log: Option<PathBuf>,
+        /// Read from an AMI instead (HOST:PORT).
+        #[arg(long, value_name = "HOST:PORT")]
+        ami: Option<String>,
+        /// Start of the period (epoch seconds, YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS, UTC).
+        #[arg(long, value_parser = ringside::cli::report::parse_time, conflicts_with = "period")]
+        from: Option<u64>,
+        /// End of the period (a bare date means the end of that day).
+        #[arg(long, value_parser = ringside::cli::report::parse_time_end, conflicts_with = "period")]
+        to: Option<u64>,
+        /// today, yesterday, this-week, last-week or this-month (UTC).
+        #[arg(long)]
+        period: Option<ringside::cli::report::Period>,
+        /// Event kinds to show (repeatable or comma-separated; `all`), e.g. caller-quit.
+        #[arg(long = "event", value_name = "KIND")]
+        events: Vec<String>,
+        /// Only this queue.
+        #[arg(long)]
+        queue: Option<String>,
+        /// Only this call.
+        #[arg(long)]
+        call_id: Option<String>,
+        /// table, csv or json.
+        #[arg(long, default_value = "table")]
+        format: ringside::cli::report::ReportFormat,
+        /// Print statistics per queue and agent instead of events.
+        #[arg(long)]
+        stats: bool,
+        /// Service-level threshold in seconds.
+        #[arg(long = "service-level", default_value_t = ringside::cli::report::DEFAULT_SERVICE_LEVEL_S)]
+        service_level_s: u32,
+    },
+    /// Queue report events as JSON Lines (one object per line), for other tools.
+    Events {
+        /// Asterisk queue_log file to read.
+        #[arg(long, value_name = "FILE")]
+        queue_log: PathBuf,
+        /// Keep reading as the file grows (survives rotation and truncation).
+        #[arg(long)]
+        follow: bool,
+    },
 }
 
 fn data_dir() -> Option<PathBuf> {
@@ -83,6 +128,53 @@ fn run() -> anyhow::Result<i32> {
         eprintln!("ringside crashed at {location}. This is a bug; please report it with the log.");
         tracing::error!(%location, "panic");
     }));
+    // The report commands read files only: no config, no network.
+    match &cli.command {
+        Some(Cmd::Report {
+            queue_log,
+            ami,
+            from,
+            to,
+            period,
+            events,
+            queue,
+            call_id,
+            format,
+            stats,
+            service_level_s,
+        }) => {
+            let args = ringside::cli::report::ReportArgs {
+                queue_log: queue_log.clone(),
+                ami: ami.clone(),
+                from: *from,
+                to: *to,
+                period: *period,
+                events: ringside::cli::report::parse_event_kinds(events)?,
+                queue: queue.clone(),
+                call_id: call_id.clone(),
+                format: *format,
+                stats: *stats,
+                service_level_s: *service_level_s,
+            };
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            let summary = ringside::cli::report::run_report(&args, &mut out)?;
+            std::io::Write::flush(&mut out)?;
+            for warning in &summary.warnings {
+                eprintln!("warning: {warning}");
+            }
+            return Ok(0);
+        }
+        Some(Cmd::Events { queue_log, follow }) => {
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            let mut err = std::io::stderr();
+            let stop = std::sync::atomic::AtomicBool::new(false);
+            ringside::cli::report::run_events(queue_log, *follow, &mut out, &mut err, &stop)?;
+            return Ok(0);
+        }
+        _ => {}
+    }
     let found = Config::find(cli.config.as_deref())?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -111,6 +203,7 @@ fn run() -> anyhow::Result<i32> {
                 Ok(ringside::cli::shell::run(driver, json, !no_register, history).await)
             })
         }
+        Some(Cmd::Report { .. }) | Some(Cmd::Events { .. }) => Ok(0),
         Some(Cmd::Check) => {
             let (path, config) = require_config(found)?;
             let Some(account) = config.account.clone() else {

@@ -91,3 +91,81 @@ fn without_a_config_it_explains_where_one_goes() {
     assert!(text.contains("No SIP account configured"), "{text}");
     assert!(text.contains("ringside check"), "{text}");
 }
+
+fn fixture_log() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/asterisk/queue_log/full.log")
+}
+
+fn run_bin(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ringside"))
+        .args(args)
+        .output()
+        .expect("ringside runs")
+}
+
+#[test]
+fn report_over_the_real_asterisk_queue_log() {
+    let log = fixture_log();
+    let log = log.to_str().expect("utf-8 path");
+    let table = run_bin(&["report", "--queue-log", log]);
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        table.status.success(),
+        "{}",
+        String::from_utf8_lossy(&table.stderr)
+    );
+    assert!(
+        text.contains(
+            "11:13:11 no-answer               support agent1 caller1            rang 15.0s"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.lines().all(|l| l.chars().count() <= 80),
+        "fits 80 columns"
+    );
+
+    let stats = run_bin(&["report", "--queue-log", log, "--stats"]);
+    let text = String::from_utf8_lossy(&stats.stdout);
+    assert!(
+        text.contains("support        9         5          3        1      0     0     33.3%"),
+        "{text}"
+    );
+
+    let csv = run_bin(&[
+        "report",
+        "--queue-log",
+        log,
+        "--event",
+        "caller-quit",
+        "--format",
+        "csv",
+    ]);
+    let text = String::from_utf8_lossy(&csv.stdout);
+    assert_eq!(
+        text.lines().count(),
+        4,
+        "header and three caller-quit rows: {text}"
+    );
+    assert!(text.starts_with("Date,Event type,Event,Queue,Call ID,Agent,Caller,Wait (s)"));
+
+    let bad = run_bin(&["report", "--queue-log", log, "--event", "bogus"]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown event kind \"bogus\""));
+}
+
+#[test]
+fn events_streams_json_lines() {
+    let log = fixture_log();
+    let out = run_bin(&["events", "--queue-log", log.to_str().expect("utf-8 path")]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let events: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    assert_eq!(events.len(), 48);
+    assert_eq!(events[0]["event"], "agent-connect");
+    assert!(events
+        .iter()
+        .any(|e| e["event"] == "exit-timeout" && e["wait_s"] == 10));
+}

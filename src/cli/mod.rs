@@ -1,4 +1,6 @@
-//! Commands that are not the dashboard: the line-mode shell and the config check.
+//! Commands that are not the dashboard: the line-mode shell, the config check, and the queue
+//! report and event stream.
 
 pub mod check;
+pub mod report;
 pub mod shell;
