@@ -39,9 +39,11 @@ enum Cmd {
         /// Asterisk queue_log file to read.
         #[arg(long, value_name = "FILE")]
         queue_log: Option<PathBuf>,
-        /// Read from an AMI instead (HOST:PORT).
+        /// Read the live queues from an AMI instead (HOST:PORT; port 5038 if omitted).
         #[arg(long, value_name = "HOST:PORT")]
         ami: Option<String>,
+        #[command(flatten)]
+        credentials: AmiCredentialArgs,
         /// Start of the period (epoch seconds, YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS, UTC).
         #[arg(long, value_parser = ringside::cli::report::parse_time, conflicts_with = "period")]
         from: Option<u64>,
@@ -73,12 +75,100 @@ enum Cmd {
     /// Queue report events as JSON Lines (one object per line), for other tools.
     Events {
         /// Asterisk queue_log file to read.
-        #[arg(long, value_name = "FILE")]
-        queue_log: PathBuf,
+        #[arg(long, value_name = "FILE", required_unless_present = "ami")]
+        queue_log: Option<PathBuf>,
         /// Keep reading as the file grows (survives rotation and truncation).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "ami")]
         follow: bool,
+        /// Stream live events from an AMI instead (HOST:PORT).
+        #[arg(long, value_name = "HOST:PORT", conflicts_with = "queue_log")]
+        ami: Option<String>,
+        #[command(flatten)]
+        credentials: AmiCredentialArgs,
     },
+    /// Supervisor actions on a PBX's queues, through its AMI.
+    Queue {
+        #[command(subcommand)]
+        action: QueueCmd,
+    },
+}
+
+#[derive(clap::Args)]
+struct AmiCredentialArgs {
+    /// AMI user (a manager.conf section); default $RINGSIDE_AMI_USER.
+    #[arg(long, value_name = "NAME")]
+    ami_user: Option<String>,
+    /// AMI secret; better set RINGSIDE_AMI_SECRET (not visible in ps or shell history).
+    #[arg(long, value_name = "TEXT")]
+    ami_secret: Option<String>,
+}
+
+#[derive(clap::Args)]
+struct AmiTarget {
+    /// The PBX's AMI (HOST:PORT; port 5038 if omitted).
+    #[arg(long, value_name = "HOST:PORT")]
+    ami: String,
+    #[command(flatten)]
+    credentials: AmiCredentialArgs,
+}
+
+#[derive(Subcommand)]
+enum QueueCmd {
+    /// Connect an agent to a queue (QueueAdd).
+    Add {
+        queue: String,
+        /// The agent's device, e.g. PJSIP/agent1.
+        interface: String,
+        /// The member name shown in reports.
+        #[arg(long)]
+        name: Option<String>,
+        /// Join paused.
+        #[arg(long)]
+        paused: bool,
+        #[command(flatten)]
+        target: AmiTarget,
+    },
+    /// Disconnect an agent from a queue (QueueRemove).
+    Remove {
+        queue: String,
+        interface: String,
+        #[command(flatten)]
+        target: AmiTarget,
+    },
+    /// Pause an agent in a queue, with a reason (QueuePause).
+    Pause {
+        queue: String,
+        interface: String,
+        #[arg(long)]
+        reason: Option<String>,
+        #[command(flatten)]
+        target: AmiTarget,
+    },
+    /// Unpause an agent in a queue.
+    Unpause {
+        queue: String,
+        interface: String,
+        #[arg(long)]
+        reason: Option<String>,
+        #[command(flatten)]
+        target: AmiTarget,
+    },
+}
+
+fn ami_credentials(
+    args: &AmiCredentialArgs,
+) -> anyhow::Result<ringside::cli::report::AmiCredentials> {
+    Ok(ringside::cli::report::AmiCredentials::resolve(
+        args.ami_user.as_deref(),
+        args.ami_secret.as_deref(),
+    )?)
+}
+
+fn current_thread_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
 }
 
 fn data_dir() -> Option<PathBuf> {
@@ -133,6 +223,7 @@ fn run() -> anyhow::Result<i32> {
         Some(Cmd::Report {
             queue_log,
             ami,
+            credentials,
             from,
             to,
             period,
@@ -158,19 +249,103 @@ fn run() -> anyhow::Result<i32> {
             };
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::new(stdout.lock());
-            let summary = ringside::cli::report::run_report(&args, &mut out)?;
+            let summary = if args.ami.is_some() {
+                let creds = ami_credentials(credentials)?;
+                current_thread_runtime()?.block_on(ringside::cli::report::run_report_ami(
+                    &args, &creds, &mut out,
+                ))?
+            } else {
+                ringside::cli::report::run_report(&args, &mut out)?
+            };
             std::io::Write::flush(&mut out)?;
             for warning in &summary.warnings {
                 eprintln!("warning: {warning}");
             }
             return Ok(0);
         }
-        Some(Cmd::Events { queue_log, follow }) => {
+        Some(Cmd::Events {
+            queue_log,
+            follow,
+            ami,
+            credentials,
+        }) => {
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::new(stdout.lock());
             let mut err = std::io::stderr();
-            let stop = std::sync::atomic::AtomicBool::new(false);
-            ringside::cli::report::run_events(queue_log, *follow, &mut out, &mut err, &stop)?;
+            match (ami, queue_log) {
+                (Some(addr), _) => {
+                    let creds = ami_credentials(credentials)?;
+                    current_thread_runtime()?.block_on(ringside::cli::report::run_events_ami(
+                        addr, &creds, &mut out, &mut err,
+                    ))?;
+                }
+                (None, Some(path)) => {
+                    let stop = std::sync::atomic::AtomicBool::new(false);
+                    ringside::cli::report::run_events(path, *follow, &mut out, &mut err, &stop)?;
+                }
+                (None, None) => anyhow::bail!("give --queue-log FILE or --ami HOST:PORT"),
+            }
+            return Ok(0);
+        }
+        Some(Cmd::Queue { action }) => {
+            use ringside::queue::ami_client::AmiAction;
+            let (target, action) = match action {
+                QueueCmd::Add {
+                    queue,
+                    interface,
+                    name,
+                    paused,
+                    target,
+                } => (
+                    target,
+                    AmiAction::QueueAdd {
+                        queue: queue.clone(),
+                        interface: interface.clone(),
+                        member_name: name.clone(),
+                        paused: *paused,
+                    },
+                ),
+                QueueCmd::Remove {
+                    queue,
+                    interface,
+                    target,
+                } => (
+                    target,
+                    AmiAction::QueueRemove {
+                        queue: queue.clone(),
+                        interface: interface.clone(),
+                    },
+                ),
+                QueueCmd::Pause {
+                    queue,
+                    interface,
+                    reason,
+                    target,
+                }
+                | QueueCmd::Unpause {
+                    queue,
+                    interface,
+                    reason,
+                    target,
+                } => (
+                    target,
+                    AmiAction::QueuePause {
+                        queue: Some(queue.clone()),
+                        interface: interface.clone(),
+                        paused: matches!(action, QueueCmd::Pause { .. }),
+                        reason: reason.clone(),
+                    },
+                ),
+            };
+            let creds = ami_credentials(&target.credentials)?;
+            let answer =
+                current_thread_runtime()?.block_on(ringside::net::ami::run_queue_action(
+                    &target.ami,
+                    &creds.user,
+                    creds.secret,
+                    action,
+                ))?;
+            println!("{answer}");
             return Ok(0);
         }
         _ => {}
@@ -203,7 +378,7 @@ fn run() -> anyhow::Result<i32> {
                 Ok(ringside::cli::shell::run(driver, json, !no_register, history).await)
             })
         }
-        Some(Cmd::Report { .. }) | Some(Cmd::Events { .. }) => Ok(0),
+        Some(Cmd::Report { .. }) | Some(Cmd::Events { .. }) | Some(Cmd::Queue { .. }) => Ok(0),
         Some(Cmd::Check) => {
             let (path, config) = require_config(found)?;
             let Some(account) = config.account.clone() else {

@@ -1,6 +1,8 @@
 //! `ringside report` (the seeds' queue report: filter, table / CSV / JSON, statistics) and
 //! `ringside events` (report events as JSON Lines, optionally following the file like
-//! `tail -F`). Both read Asterisk's queue_log; AMI sources come later.
+//! `tail -F`). Both read Asterisk's queue_log, or an AMI (`--ami HOST:PORT`): then the report
+//! is the queues as they are now (the QueueStatus / QueueSummary snapshot) and `events` streams
+//! the report events derived from live AMI events.
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -12,6 +14,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde_json::{json, Value};
 use thiserror::Error;
 
+use crate::config::Secret;
+use crate::net::ami::{spawn as spawn_ami, AmiConfig, AmiError};
+use crate::queue::ami_client::{AmiClientEvent, EventsFilter, QueueMonitor};
+use crate::queue::model::{AgentState, QueueState};
 use crate::queue::queue_log::{lines_ref, parse_line_ref};
 use crate::queue::report::{
     civil_from_days, days_from_civil, format_utc, from_queue_log_ref, push_csv_field,
@@ -24,8 +30,22 @@ use crate::queue::stats::{Stats, StatsBuilder, StatsConfig};
 pub enum ReportError {
     #[error("no queue_log given: pass --queue-log FILE (Asterisk writes it to /var/log/asterisk/queue_log)")]
     NoSource,
-    #[error("--ami is not supported yet: use --queue-log FILE for now")]
-    AmiNotSupported,
+    #[error("no AMI user: pass --ami-user NAME (a [user] section of manager.conf) or set RINGSIDE_AMI_USER")]
+    NoAmiUser,
+    #[error("no AMI secret: pass --ami-secret TEXT or, to keep it off the command line, set RINGSIDE_AMI_SECRET")]
+    NoAmiSecret,
+    #[error("--queue-log and --ami are two sources: give one of them")]
+    TwoSources,
+    #[error("{flag} applies to --queue-log: --ami shows the queues as they are now (use `ringside events --ami` for live events)")]
+    AmiSnapshotOnly { flag: &'static str },
+    #[error(transparent)]
+    Ami(#[from] AmiError),
+    #[error("cannot start the async runtime for --ami: {0}")]
+    Runtime(io::Error),
+    #[error(
+        "run_report with --ami was called inside an async runtime: call run_report_ami instead"
+    )]
+    InsideRuntime,
     #[error("--period cannot be combined with --from / --to: use one or the other")]
     PeriodWithRange,
     #[error("the period is empty: --from {from} is not before --to {to}")]
@@ -134,7 +154,7 @@ impl FromStr for ReportFormat {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReportArgs {
     pub queue_log: Option<PathBuf>,
-    /// `HOST:PORT` of an AMI; not supported yet.
+    /// `HOST:PORT` of an AMI: report the queues now instead of a queue_log's history.
     pub ami: Option<String>,
     /// Epoch seconds, inclusive.
     pub from: Option<u64>,
@@ -306,7 +326,17 @@ pub fn run_report_at(
     out: &mut impl Write,
 ) -> Result<ReportSummary, ReportError> {
     if args.ami.is_some() {
-        return Err(ReportError::AmiNotSupported);
+        // Only the environment can give credentials here; the CLI passes its
+        // --ami-user / --ami-secret to run_report_ami directly.
+        let credentials = AmiCredentials::resolve(None, None)?;
+        if tokio::runtime::Handle::try_current().is_ok() {
+            return Err(ReportError::InsideRuntime);
+        }
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(ReportError::Runtime)?;
+        return runtime.block_on(run_report_ami_at(args, &credentials, now_epoch, out));
     }
     let Some(path) = &args.queue_log else {
         return Err(ReportError::NoSource);
@@ -1094,6 +1124,607 @@ fn drain<O: Write, W: Write>(
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// AMI sources
+
+/// The environment variable read for the AMI user when `--ami-user` is not given.
+pub const AMI_USER_ENV: &str = "RINGSIDE_AMI_USER";
+/// The environment variable read for the AMI secret, so it need not be typed on the command
+/// line (where `ps` and the shell history would show it).
+pub const AMI_SECRET_ENV: &str = "RINGSIDE_AMI_SECRET";
+/// From connecting to a complete snapshot.
+pub const AMI_SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The AMI user (a `[user]` section of manager.conf) and its secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AmiCredentials {
+    pub user: String,
+    pub secret: Secret,
+}
+
+impl AmiCredentials {
+    /// `--ami-user` / `--ami-secret` when given, else `RINGSIDE_AMI_USER` /
+    /// `RINGSIDE_AMI_SECRET`.
+    pub fn resolve(user: Option<&str>, secret: Option<&str>) -> Result<Self, ReportError> {
+        let user = user
+            .map(str::to_owned)
+            .or_else(|| std::env::var(AMI_USER_ENV).ok())
+            .filter(|user| !user.trim().is_empty())
+            .ok_or(ReportError::NoAmiUser)?;
+        let secret = secret
+            .map(str::to_owned)
+            .or_else(|| std::env::var(AMI_SECRET_ENV).ok())
+            .ok_or(ReportError::NoAmiSecret)?;
+        Ok(Self {
+            user: user.trim().to_owned(),
+            secret: Secret::new(secret),
+        })
+    }
+}
+
+/// `ringside report --ami HOST:PORT` with the system clock.
+pub async fn run_report_ami(
+    args: &ReportArgs,
+    credentials: &AmiCredentials,
+    out: &mut impl Write,
+) -> Result<ReportSummary, ReportError> {
+    run_report_ami_at(args, credentials, now_epoch(), out).await
+}
+
+/// `ringside report --ami HOST:PORT`: logs in, takes the QueueStatus + QueueSummary snapshot,
+/// logs off and prints the queues, the waiting callers and the agents with their state (or,
+/// with `--stats`, Asterisk's own counters from QueueSummary and QueueParams). `--queue`
+/// narrows it to one queue; `now_epoch` is the clock for the waits.
+///
+/// The JSON form is one object: `{"time", "queues": [{"queue", "strategy", "max_callers",
+/// "service_level_s", "completed", "abandoned", "members", "callers": [{"position",
+/// "call_id", "channel", "caller_id_num", "caller_id_name", "wait_s"}]}], "agents": [{"agent",
+/// "interface", "state", "pause_reason", "static", "queues", "calls_taken", "last_call",
+/// "login_time"}]}` (times in epoch seconds); with `--stats`: `{"time", "queues": [{"queue",
+/// "logged_in", "available", "callers", "hold_time_s", "talk_time_s", "longest_hold_time_s",
+/// "completed", "abandoned", "service_level_s", "service_level_pct"}]}`.
+pub async fn run_report_ami_at(
+    args: &ReportArgs,
+    credentials: &AmiCredentials,
+    now_epoch: u64,
+    out: &mut impl Write,
+) -> Result<ReportSummary, ReportError> {
+    let Some(addr) = &args.ami else {
+        return Err(ReportError::NoSource);
+    };
+    let flags = [
+        (args.from.is_some(), "--from"),
+        (args.to.is_some(), "--to"),
+        (args.period.is_some(), "--period"),
+        (!args.events.is_empty(), "--event"),
+        (args.call_id.is_some(), "--call-id"),
+    ];
+    if args.queue_log.is_some() {
+        return Err(ReportError::TwoSources);
+    }
+    if let Some((_, flag)) = flags.iter().find(|(given, _)| *given) {
+        return Err(ReportError::AmiSnapshotOnly { flag });
+    }
+    let mut config = AmiConfig::new(
+        addr.clone(),
+        credentials.user.clone(),
+        credentials.secret.clone(),
+    );
+    config.events = EventsFilter::Off;
+    config.reconnect = false;
+    let monitor = take_snapshot(config, now_epoch, AMI_SNAPSHOT_TIMEOUT).await?;
+    let queue = args.queue.as_deref();
+    let written = match (args.stats, args.format) {
+        (false, ReportFormat::Table) => write_model_table(monitor.state(), queue, now_epoch, out),
+        (false, ReportFormat::Csv) => write_model_csv(monitor.state(), queue, now_epoch, out),
+        (false, ReportFormat::Json) => {
+            writeln!(out, "{}", model_json(monitor.state(), queue, now_epoch))
+        }
+        (true, ReportFormat::Table) => write_ami_stats_table(&monitor, queue, out),
+        (true, ReportFormat::Csv) => write_ami_stats_csv(&monitor, queue, out),
+        (true, ReportFormat::Json) => {
+            writeln!(out, "{}", ami_stats_json(&monitor, queue, now_epoch))
+        }
+    };
+    written
+        .and_then(|()| out.flush())
+        .map_err(ReportError::Write)?;
+    Ok(ReportSummary::default())
+}
+
+/// Connects once, waits for the snapshot, logs off.
+async fn take_snapshot(
+    config: AmiConfig,
+    now_epoch: u64,
+    limit: Duration,
+) -> Result<QueueMonitor, ReportError> {
+    let addr = config.addr.clone();
+    let mut handle = spawn_ami(config);
+    let mut monitor = QueueMonitor::new();
+    let waited = tokio::time::timeout(limit, async {
+        while let Some(event) = handle.next_event().await {
+            if let AmiClientEvent::Snapshot(_) = &event {
+                // A malformed list line is skipped; the rest of the model is still right.
+                let _ = monitor.handle(now_epoch, &event);
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    match waited {
+        Ok(true) => {
+            handle.shutdown().await.ok();
+            Ok(monitor)
+        }
+        // The driver stopped: its error says why (refused, rejected login, closed).
+        Ok(false) => match handle.join().await {
+            Err(error) => Err(error.into()),
+            Ok(()) => Err(AmiError::Lost {
+                addr,
+                reason: "it closed before the queue snapshot was complete".to_owned(),
+            }
+            .into()),
+        },
+        Err(_) => {
+            handle.shutdown().await.ok();
+            Err(AmiError::Timeout {
+                addr,
+                context: "QueueStatus + QueueSummary".to_owned(),
+                seconds: limit.as_secs(),
+            }
+            .into())
+        }
+    }
+}
+
+fn agent_state_text(state: &AgentState) -> String {
+    match state {
+        AgentState::Available => "available".to_owned(),
+        AgentState::Ringing => "ringing".to_owned(),
+        AgentState::Busy => "busy".to_owned(),
+        AgentState::OnHold => "on hold".to_owned(),
+        AgentState::Paused { reason } if reason.is_empty() => "paused".to_owned(),
+        AgentState::Paused { reason } => format!("paused ({reason})"),
+        AgentState::Unavailable => "unavailable".to_owned(),
+        AgentState::LoggedOut => "logged out".to_owned(),
+    }
+}
+
+fn in_queue(wanted: Option<&str>, queue: &str) -> bool {
+    wanted.is_none_or(|wanted| wanted == queue)
+}
+
+/// The model as rows: queues, waiting callers, agents (each with its header row).
+fn model_rows(state: &QueueState, queue: Option<&str>, now_epoch: u64) -> [Vec<Vec<String>>; 3] {
+    let mut queues = vec![[
+        "QUEUE",
+        "STRATEGY",
+        "WAITING",
+        "LONGEST",
+        "MEMBERS",
+        "COMPLETED",
+        "ABANDONED",
+        "SL",
+    ]
+    .map(str::to_owned)
+    .to_vec()];
+    let mut callers = vec![["QUEUE", "POS", "CALLER", "NAME", "WAIT", "CALL ID"]
+        .map(str::to_owned)
+        .to_vec()];
+    for q in state.queues().filter(|q| in_queue(queue, &q.name)) {
+        queues.push(vec![
+            q.name.clone(),
+            q.strategy.clone(),
+            q.callers.len().to_string(),
+            duration_cell(q.longest_wait_s(now_epoch)),
+            q.members.len().to_string(),
+            q.completed.to_string(),
+            q.abandoned.to_string(),
+            q.service_level_s
+                .map(|s| format!("{s}s"))
+                .unwrap_or_default(),
+        ]);
+        for caller in &q.callers {
+            callers.push(vec![
+                q.name.clone(),
+                caller.position.to_string(),
+                caller.caller_id_num.clone(),
+                caller.caller_id_name.clone(),
+                duration_cell(caller.wait_s(now_epoch)),
+                caller.call_id.clone(),
+            ]);
+        }
+    }
+    let mut agents = vec![[
+        "AGENT",
+        "INTERFACE",
+        "STATE",
+        "QUEUES",
+        "MEMBER",
+        "CALLS",
+        "LAST CALL",
+    ]
+    .map(str::to_owned)
+    .to_vec()];
+    for agent in state.agents() {
+        if !agent.memberships.iter().any(|m| in_queue(queue, &m.queue)) {
+            continue;
+        }
+        let queues: Vec<&str> = agent.memberships.iter().map(|m| m.queue.as_str()).collect();
+        agents.push(vec![
+            agent.name.clone(),
+            agent.interface.clone(),
+            agent_state_text(&agent.state()),
+            queues.join(","),
+            if agent.is_static() {
+                "static"
+            } else {
+                "dynamic"
+            }
+            .to_owned(),
+            agent.calls_taken().to_string(),
+            agent.last_call().map(format_utc).unwrap_or_default(),
+        ]);
+    }
+    [queues, callers, agents]
+}
+
+/// Aligned columns; `right` marks the right-aligned ones.
+fn write_aligned(rows: &[Vec<String>], right: &[bool], out: &mut impl Write) -> io::Result<()> {
+    let columns = rows.first().map_or(0, Vec::len);
+    let widths: Vec<usize> = (0..columns)
+        .map(|c| {
+            rows.iter()
+                .map(|row| row.get(c).map_or(0, |cell| cell.chars().count()))
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    for row in rows {
+        let mut line = String::new();
+        for (c, cell) in row.iter().enumerate() {
+            if c > 0 {
+                line.push_str("  ");
+            }
+            let width = widths.get(c).copied().unwrap_or(0);
+            line.push_str(&fit(cell, width, right.get(c).copied().unwrap_or(false)));
+        }
+        writeln!(out, "{}", line.trim_end())?;
+    }
+    Ok(())
+}
+
+fn write_model_table(
+    state: &QueueState,
+    queue: Option<&str>,
+    now_epoch: u64,
+    out: &mut impl Write,
+) -> io::Result<()> {
+    let [queues, callers, agents] = model_rows(state, queue, now_epoch);
+    writeln!(out, "Queues at {} (UTC)", format_utc(now_epoch))?;
+    write_aligned(
+        &queues,
+        &[false, false, true, true, true, true, true, true],
+        out,
+    )?;
+    writeln!(out)?;
+    if callers.len() > 1 {
+        write_aligned(&callers, &[false, true, false, false, true, false], out)?;
+    } else {
+        writeln!(out, "No caller is waiting.")?;
+    }
+    writeln!(out)?;
+    if agents.len() > 1 {
+        write_aligned(
+            &agents,
+            &[false, false, false, false, false, true, false],
+            out,
+        )
+    } else {
+        writeln!(out, "No agent is logged in.")
+    }
+}
+
+fn write_csv_rows(rows: &[Vec<String>], text: &mut String) {
+    for row in rows {
+        for (index, cell) in row.iter().enumerate() {
+            if index > 0 {
+                text.push(',');
+            }
+            push_csv_field(text, cell);
+        }
+        text.push_str("\r\n");
+    }
+}
+
+fn write_model_csv(
+    state: &QueueState,
+    queue: Option<&str>,
+    now_epoch: u64,
+    out: &mut impl Write,
+) -> io::Result<()> {
+    let sections = model_rows(state, queue, now_epoch);
+    let mut text = String::new();
+    for (index, rows) in sections.iter().enumerate() {
+        if index > 0 {
+            text.push_str("\r\n");
+        }
+        write_csv_rows(rows, &mut text);
+    }
+    out.write_all(text.as_bytes())
+}
+
+/// The model as the JSON object documented on [`run_report_ami_at`].
+pub fn model_json(state: &QueueState, queue: Option<&str>, now_epoch: u64) -> Value {
+    let queues: Vec<Value> = state
+        .queues()
+        .filter(|q| in_queue(queue, &q.name))
+        .map(|q| {
+            let callers: Vec<Value> = q
+                .callers
+                .iter()
+                .map(|c| {
+                    json!({
+                        "position": c.position,
+                        "call_id": c.call_id,
+                        "channel": c.channel,
+                        "caller_id_num": c.caller_id_num,
+                        "caller_id_name": c.caller_id_name,
+                        "wait_s": c.wait_s(now_epoch),
+                    })
+                })
+                .collect();
+            json!({
+                "queue": q.name,
+                "strategy": q.strategy,
+                "max_callers": q.max_callers,
+                "service_level_s": q.service_level_s,
+                "completed": q.completed,
+                "abandoned": q.abandoned,
+                "members": q.members,
+                "callers": callers,
+            })
+        })
+        .collect();
+    let agents: Vec<Value> = state
+        .agents()
+        .filter(|a| a.memberships.iter().any(|m| in_queue(queue, &m.queue)))
+        .map(|a| {
+            let state = a.state();
+            let pause_reason = match &state {
+                AgentState::Paused { reason } => Some(reason.clone()),
+                _ => None,
+            };
+            let queues: Vec<&str> = a.memberships.iter().map(|m| m.queue.as_str()).collect();
+            json!({
+                "agent": a.name,
+                "interface": a.interface,
+                "state": match state {
+                    AgentState::Available => "available",
+                    AgentState::Ringing => "ringing",
+                    AgentState::Busy => "busy",
+                    AgentState::OnHold => "on-hold",
+                    AgentState::Paused { .. } => "paused",
+                    AgentState::Unavailable => "unavailable",
+                    AgentState::LoggedOut => "logged-out",
+                },
+                "pause_reason": pause_reason,
+                "static": a.is_static(),
+                "queues": queues,
+                "calls_taken": a.calls_taken(),
+                "last_call": a.last_call(),
+                "login_time": a.login_time(),
+            })
+        })
+        .collect();
+    json!({ "time": now_epoch, "queues": queues, "agents": agents })
+}
+
+/// One row per queue: QueueSummary's counts with QueueParams' counters and service level.
+/// `plain` writes bare numbers (seconds, percent) for CSV.
+fn ami_stats_rows(monitor: &QueueMonitor, queue: Option<&str>, plain: bool) -> Vec<Vec<String>> {
+    let number = |value: Option<u64>| value.map(|v| v.to_string()).unwrap_or_default();
+    let seconds = |value: Option<u64>| match value {
+        Some(v) if plain => v.to_string(),
+        Some(v) => duration_cell(v),
+        None => String::new(),
+    };
+    let level = |value: Option<u64>| match value {
+        Some(v) if plain => v.to_string(),
+        Some(v) => format!("{v}s"),
+        None => String::new(),
+    };
+    let percent = |value: Option<f64>| match value {
+        Some(v) if plain => format!("{v:.1}"),
+        Some(_) => decimal_cell(value, "%"),
+        None => String::new(),
+    };
+    let mut rows = vec![[
+        "QUEUE",
+        "LOGGED IN",
+        "AVAILABLE",
+        "CALLERS",
+        "AVG HOLD",
+        "AVG TALK",
+        "LONGEST HOLD",
+        "COMPLETED",
+        "ABANDONED",
+        "SL",
+        "SL%",
+    ]
+    .map(str::to_owned)
+    .to_vec()];
+    for summary in monitor
+        .summaries()
+        .iter()
+        .filter(|s| in_queue(queue, &s.queue))
+    {
+        let params = monitor.params().iter().find(|p| p.queue == summary.queue);
+        rows.push(vec![
+            summary.queue.clone(),
+            number(summary.logged_in),
+            number(summary.available),
+            number(summary.callers),
+            seconds(summary.hold_time_s),
+            seconds(summary.talk_time_s),
+            seconds(summary.longest_hold_time_s),
+            number(params.and_then(|p| p.completed)),
+            number(params.and_then(|p| p.abandoned)),
+            level(params.and_then(|p| p.service_level_s)),
+            percent(params.and_then(|p| p.service_level_perf)),
+        ]);
+    }
+    rows
+}
+
+fn write_ami_stats_table(
+    monitor: &QueueMonitor,
+    queue: Option<&str>,
+    out: &mut impl Write,
+) -> io::Result<()> {
+    let mut right = [true; 11];
+    right[0] = false;
+    write_aligned(&ami_stats_rows(monitor, queue, false), &right, out)?;
+    writeln!(
+        out,
+        "\nAsterisk's own counters since its last reset: AVG HOLD / AVG TALK are its running\n\
+         averages, ABANDONED counts hang-ups, timeouts and empty-queue exits together, SL% is\n\
+         ServicelevelPerf (answered within SL / answered)."
+    )
+}
+
+fn write_ami_stats_csv(
+    monitor: &QueueMonitor,
+    queue: Option<&str>,
+    out: &mut impl Write,
+) -> io::Result<()> {
+    let mut text = String::new();
+    write_csv_rows(&ami_stats_rows(monitor, queue, true), &mut text);
+    out.write_all(text.as_bytes())
+}
+
+/// The `--stats --format json` object documented on [`run_report_ami_at`].
+pub fn ami_stats_json(monitor: &QueueMonitor, queue: Option<&str>, now_epoch: u64) -> Value {
+    let queues: Vec<Value> = monitor
+        .summaries()
+        .iter()
+        .filter(|s| in_queue(queue, &s.queue))
+        .map(|s| {
+            let params = monitor.params().iter().find(|p| p.queue == s.queue);
+            json!({
+                "queue": s.queue,
+                "logged_in": s.logged_in,
+                "available": s.available,
+                "callers": s.callers,
+                "hold_time_s": s.hold_time_s,
+                "talk_time_s": s.talk_time_s,
+                "longest_hold_time_s": s.longest_hold_time_s,
+                "completed": params.and_then(|p| p.completed),
+                "abandoned": params.and_then(|p| p.abandoned),
+                "service_level_s": params.and_then(|p| p.service_level_s),
+                "service_level_pct": one_decimal(params.and_then(|p| p.service_level_perf)),
+            })
+        })
+        .collect();
+    json!({ "time": now_epoch, "queues": queues })
+}
+
+/// `ringside events --ami HOST:PORT`: the report events derived from the live AMI events, as
+/// JSON Lines on `out` (the same schema as from a queue_log), until the AMI rejects the login
+/// or the process is stopped (Ctrl-C). The connection is kept up: reconnects with backoff
+/// and a full resync. Connection news goes to `warn`.
+pub async fn run_events_ami(
+    addr: &str,
+    credentials: &AmiCredentials,
+    out: &mut impl Write,
+    warn: &mut impl Write,
+) -> Result<EventsSummary, ReportError> {
+    let config = AmiConfig::new(addr, credentials.user.clone(), credentials.secret.clone());
+    run_events_ami_with(config, out, warn, std::future::pending()).await
+}
+
+/// [`run_events_ami`] with an explicit driver config, ending when `stop` completes. In the
+/// summary `lines` counts live AMI events, `reopened` the resyncs after reconnecting.
+pub async fn run_events_ami_with(
+    config: AmiConfig,
+    out: &mut impl Write,
+    warn: &mut impl Write,
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<EventsSummary, ReportError> {
+    let addr = config.addr.clone();
+    let mut handle = spawn_ami(config);
+    let mut monitor = QueueMonitor::new();
+    let mut summary = EventsSummary::default();
+    tokio::pin!(stop);
+    let ended: Result<(), ReportError> = loop {
+        let event = tokio::select! {
+            () = &mut stop => break Ok(()),
+            event = handle.next_event() => event,
+        };
+        let Some(event) = event else {
+            // The driver stopped by itself: a rejected login.
+            return match handle.join().await {
+                Ok(()) => Ok(summary),
+                Err(error) => Err(error.into()),
+            };
+        };
+        let note = match &event {
+            AmiClientEvent::Connected { banner } => Some(format!("connected ({banner})")),
+            AmiClientEvent::Snapshot(_) => {
+                if monitor.snapshots() > 0 {
+                    summary.reopened += 1;
+                }
+                None
+            }
+            AmiClientEvent::Event(_) => {
+                summary.lines += 1;
+                None
+            }
+            AmiClientEvent::Disconnected { reason } => Some(reason.clone()),
+            AmiClientEvent::Retrying { after, reason } => Some(format!(
+                "{reason}; retrying in {:.1} s",
+                after.as_secs_f64()
+            )),
+            AmiClientEvent::Problem { message } => Some(message.clone()),
+            AmiClientEvent::LoggedIn
+            | AmiClientEvent::LoginFailed { .. }
+            | AmiClientEvent::ActionResult { .. } => None,
+        };
+        if let Some(note) = note {
+            if let Err(error) = writeln!(warn, "AMI {addr}: {note}") {
+                break Err(ReportError::Write(error));
+            }
+        }
+        if let Err(error) = monitor.handle(now_epoch(), &event) {
+            summary.malformed += 1;
+            if summary.malformed <= MAX_EVENT_WARNINGS {
+                if let Err(error) = writeln!(warn, "AMI {addr}: {error}") {
+                    break Err(ReportError::Write(error));
+                }
+            }
+        }
+        let mut written = Ok(());
+        while let Some(report) = monitor.poll_report() {
+            summary.events += 1;
+            written = writeln!(out, "{}", report.to_json_line());
+            if written.is_err() {
+                break;
+            }
+        }
+        if let Err(error) = written.and_then(|()| out.flush()) {
+            break Err(ReportError::Write(error));
+        }
+    };
+    handle.shutdown().await.ok();
+    match ended {
+        // `ringside events --ami | head` closes the pipe: that is a normal end.
+        Err(ReportError::Write(error)) if error.kind() == io::ErrorKind::BrokenPipe => Ok(summary),
+        Err(error) => Err(error),
+        Ok(()) => Ok(summary),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1437,10 +2068,43 @@ TIME     EVENT                   QUEUE   AGENT  CALLER  WAIT TALK  DETAIL
             ami: Some("127.0.0.1:5038".into()),
             ..fixture_args()
         };
-        let error = run_report_at(&ami, 0, &mut Vec::new()).expect_err("no AMI yet");
+        // The period filters do not apply to a snapshot (checked before connecting).
+        let credentials = AmiCredentials {
+            user: "console".into(),
+            secret: Secret::new("x"),
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let error = runtime
+            .block_on(run_report_ami_at(
+                &ReportArgs {
+                    ami: ami.ami.clone(),
+                    period: Some(Period::Today),
+                    ..ReportArgs::default()
+                },
+                &credentials,
+                0,
+                &mut Vec::new(),
+            ))
+            .expect_err("snapshot only");
         assert_eq!(
             error.to_string(),
-            "--ami is not supported yet: use --queue-log FILE for now"
+            "--period applies to --queue-log: --ami shows the queues as they are now (use `ringside events --ami` for live events)"
+        );
+        let error = runtime
+            .block_on(run_report_ami_at(&ami, &credentials, 0, &mut Vec::new()))
+            .expect_err("two sources");
+        assert_eq!(
+            error.to_string(),
+            "--queue-log and --ami are two sources: give one of them"
+        );
+        let given = AmiCredentials::resolve(Some(" console "), Some("s")).expect("given");
+        assert_eq!(given.user, "console");
+        assert_eq!(
+            format!("{given:?}"),
+            "AmiCredentials { user: \"console\", secret: Secret(***) }"
         );
         let none = ReportArgs::default();
         let error = run_report_at(&none, 0, &mut Vec::new()).expect_err("no source");

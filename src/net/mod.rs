@@ -1,5 +1,6 @@
 //! The only place with tokio, sockets and the wall clock: thin drivers around the sans-IO core.
 
+pub mod ami;
 pub mod rtp;
 pub mod setup;
 pub mod sip;

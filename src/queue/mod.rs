@@ -3,6 +3,7 @@
 //! these (and the lab PBX speaks the same AMI and writes the same queue_log).
 
 pub mod ami;
+pub mod ami_client;
 pub mod model;
 pub mod queue_log;
 pub mod report;
