@@ -86,6 +86,25 @@ enum Cmd {
         #[command(flatten)]
         credentials: AmiCredentialArgs,
     },
+    /// The embedded lab PBX: simulated callers and bot agents in real call queues, writing an
+    /// Asterisk-format queue_log (follow it with `ringside events --queue-log FILE --follow`).
+    Lab {
+        /// Lab settings (agents, queues, simulation); the built-in defaults otherwise.
+        #[arg(long = "lab-config", value_name = "FILE")]
+        lab_config: Option<PathBuf>,
+        /// Where the queue_log goes (default: the data dir's lab-queue_log).
+        #[arg(long, value_name = "FILE")]
+        queue_log: Option<PathBuf>,
+        /// Simulated callers per minute, per queue.
+        #[arg(long)]
+        callers: Option<f64>,
+        /// Bot agents that log in, answer and talk.
+        #[arg(long)]
+        bots: Option<u32>,
+        /// Stop after this many seconds (default: run until interrupted).
+        #[arg(long, value_name = "SECONDS")]
+        duration: Option<u64>,
+    },
     /// Supervisor actions on a PBX's queues, through its AMI.
     Queue {
         #[command(subcommand)]
@@ -287,6 +306,43 @@ fn run() -> anyhow::Result<i32> {
             }
             return Ok(0);
         }
+        Some(Cmd::Lab {
+            lab_config,
+            queue_log,
+            callers,
+            bots,
+            duration,
+        }) => {
+            let mut config = match lab_config {
+                Some(path) => ringside::lab::config::LabConfig::load(path)?,
+                None => ringside::lab::config::LabConfig::default(),
+            };
+            if let Some(rate) = callers {
+                anyhow::ensure!(
+                    rate.is_finite() && (0.0..=6000.0).contains(rate),
+                    "--callers {rate}: give callers per minute from 0 to 6000"
+                );
+                config.simulation.callers_per_minute = *rate;
+            }
+            if let Some(n) = bots {
+                config.simulation.bots = *n;
+            }
+            let queue_log = queue_log
+                .clone()
+                .or_else(|| data_dir().map(|d| d.join("lab-queue_log")))
+                .unwrap_or_else(|| PathBuf::from("lab-queue_log"));
+            let options = ringside::net::lab::LabOptions {
+                config,
+                queue_log,
+                duration: duration.map(std::time::Duration::from_secs),
+                status_every: std::time::Duration::from_secs(10),
+                seed: seed(),
+            };
+            let stdout = std::io::stdout();
+            let mut out = stdout.lock();
+            current_thread_runtime()?.block_on(ringside::net::lab::run(options, &mut out))?;
+            return Ok(0);
+        }
         Some(Cmd::Queue { action }) => {
             use ringside::queue::ami_client::AmiAction;
             let (target, action) = match action {
@@ -378,7 +434,10 @@ fn run() -> anyhow::Result<i32> {
                 Ok(ringside::cli::shell::run(driver, json, !no_register, history).await)
             })
         }
-        Some(Cmd::Report { .. }) | Some(Cmd::Events { .. }) | Some(Cmd::Queue { .. }) => Ok(0),
+        Some(Cmd::Report { .. })
+        | Some(Cmd::Events { .. })
+        | Some(Cmd::Queue { .. })
+        | Some(Cmd::Lab { .. }) => Ok(0),
         Some(Cmd::Check) => {
             let (path, config) = require_config(found)?;
             let Some(account) = config.account.clone() else {

@@ -169,3 +169,50 @@ fn events_streams_json_lines() {
         .iter()
         .any(|e| e["event"] == "exit-timeout" && e["wait_s"] == 10));
 }
+
+#[test]
+fn lab_runs_a_simulated_call_center_into_a_queue_log() {
+    let dir = scratch("lab");
+    let log = dir.join("queue_log");
+    let out = run_bin(&[
+        "--log-file",
+        dir.join("ringside.log").to_str().expect("utf-8"),
+        "lab",
+        "--queue-log",
+        log.to_str().expect("utf-8"),
+        "--callers",
+        "120",
+        "--bots",
+        "2",
+        "--duration",
+        "4",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("queue support on 600 (*600/*601, rrmemory"),
+        "{text}"
+    );
+    // Four seconds at 120 callers/min per queue: several callers entered, bots logged in.
+    let events = run_bin(&["events", "--queue-log", log.to_str().expect("utf-8")]);
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&events.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .filter(|e| e["event"] == "agent-connect")
+            .count()
+            >= 4,
+        "{lines:?}"
+    );
+    assert!(
+        lines.iter().any(|e| e["event"] == "enter-queue"),
+        "{lines:?}"
+    );
+}
