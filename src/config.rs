@@ -18,6 +18,7 @@ use core::ops::RangeInclusive;
 use core::time::Duration;
 use std::path::{Path, PathBuf};
 
+use crate::toml_check::{line_of, nearest, printable, show_value};
 use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use toml::Spanned;
@@ -463,12 +464,6 @@ impl Config {
     }
 }
 
-/// 1-based line number of a byte offset.
-fn line_of(text: &str, offset: usize) -> usize {
-    let before = text.as_bytes().get(..offset).unwrap_or(text.as_bytes());
-    before.iter().filter(|&&byte| byte == b'\n').count() + 1
-}
-
 // ---------------------------------------------------------------------------
 // The loose tree toml deserializes into: sections and their entries in file
 // order, each key with its byte span. Values stay `toml::Value` so that any
@@ -587,7 +582,7 @@ impl<'a> Source<'a> {
                 return Err(ConfigError::UnknownSection {
                     file: self.file.to_path_buf(),
                     line: self.line(&section.name),
-                    section: printable(section.name.get_ref()),
+                    section: printable(section.name.get_ref(), ""),
                     suggestion: nearest(section.name.get_ref(), SECTIONS),
                 });
             };
@@ -625,7 +620,7 @@ impl<'a> Source<'a> {
                 file: self.file.to_path_buf(),
                 line: self.line(&entry.key),
                 section,
-                key: printable(key),
+                key: printable(key, ""),
                 allowed,
                 suggestion: nearest(key, allowed),
             })
@@ -642,7 +637,7 @@ impl<'a> Source<'a> {
             file: self.file.to_path_buf(),
             line: self.line(&entry.key),
             section,
-            key: printable(entry.key.get_ref()),
+            key: printable(entry.key.get_ref(), ""),
             value: (!secret).then(|| show_value(&entry.value)),
             problem,
         })
@@ -1165,78 +1160,6 @@ fn parse_port(digits: &str) -> Option<u16> {
 
 // ---------------------------------------------------------------------------
 // Error helpers.
-
-/// A value as it would be written in TOML, shortened so one bad line cannot
-/// flood the terminal.
-fn show_value(value: &toml::Value) -> String {
-    match value {
-        toml::Value::String(text) => format!("{:?}", shorten(text)),
-        toml::Value::Integer(number) => number.to_string(),
-        toml::Value::Float(number) => number.to_string(),
-        toml::Value::Boolean(flag) => flag.to_string(),
-        toml::Value::Datetime(datetime) => datetime.to_string(),
-        toml::Value::Array(_) => "[...]".to_owned(),
-        toml::Value::Table(_) => "{...}".to_owned(),
-    }
-}
-
-/// A user-written key, escaped and shortened for an error line.
-fn printable(key: &str) -> String {
-    let shortened = shorten(key);
-    if shortened
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-    {
-        shortened
-    } else {
-        format!("{shortened:?}")
-    }
-}
-
-fn shorten(text: &str) -> String {
-    const LIMIT: usize = 60;
-    if text.chars().count() <= LIMIT {
-        text.to_owned()
-    } else {
-        let mut short: String = text.chars().take(LIMIT).collect();
-        short.push('…');
-        short
-    }
-}
-
-/// The allowed name closest to `typed`, if it is within two edits (first wins ties).
-fn nearest(typed: &str, allowed: &'static [&'static str]) -> Option<&'static str> {
-    if typed.len() > 64 {
-        return None;
-    }
-    let typed = typed.to_ascii_lowercase();
-    let mut best: Option<(usize, &'static str)> = None;
-    for &candidate in allowed {
-        let distance = edit_distance(&typed, candidate);
-        let closer = match best {
-            Some((best_distance, _)) => distance < best_distance,
-            None => distance <= 2,
-        };
-        if closer {
-            best = Some((distance, candidate));
-        }
-    }
-    best.map(|(_, candidate)| candidate)
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut previous: Vec<usize> = (0..=b.len()).collect();
-    for (i, a_char) in a.chars().enumerate() {
-        let mut current = vec![i + 1; b.len() + 1];
-        for (j, b_char) in b.iter().enumerate() {
-            let substitution = previous[j] + usize::from(a_char != *b_char);
-            current[j + 1] = substitution.min(previous[j + 1] + 1).min(current[j] + 1);
-        }
-        previous = current;
-    }
-    previous[b.len()]
-}
 
 #[cfg(test)]
 mod tests {

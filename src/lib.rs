@@ -12,3 +12,4 @@ pub mod media;
 pub mod net;
 pub mod queue;
 pub mod sip;
+mod toml_check;

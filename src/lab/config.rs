@@ -29,6 +29,7 @@ use toml::Spanned;
 
 use crate::lab::queue::{QueueConfig, Strategy};
 use crate::lab::registrar::LabUser;
+use crate::toml_check::{line_of, nearest, printable, show_value};
 
 /// Everything `lab.toml` can set.
 #[derive(Debug, Clone, PartialEq)]
@@ -694,12 +695,6 @@ fn key_path(section: &str, key: &str) -> String {
     format!("[{section}].{key}")
 }
 
-/// 1-based line number of a byte offset.
-fn line_of(text: &str, offset: usize) -> usize {
-    let before = text.as_bytes().get(..offset).unwrap_or(text.as_bytes());
-    before.iter().filter(|&&byte| byte == b'\n').count() + 1
-}
-
 // ---------------------------------------------------------------------------
 // The loose tree toml deserializes into: tables keep their entries in file order, each key
 // with its byte span, at any depth (`[queues.support]` is a table inside a table). Leaves stay
@@ -815,7 +810,7 @@ impl<'a> Source<'a> {
                 return Err(LabConfigError::UnknownSection {
                     file: self.file.to_path_buf(),
                     line: self.line(&section.key),
-                    section: printable(name),
+                    section: printable(name, "."),
                     suggestion: nearest(name, SECTIONS),
                 });
             };
@@ -929,7 +924,7 @@ impl<'a> Source<'a> {
                 file: self.file.to_path_buf(),
                 line: self.line(&entry.key),
                 section: section.to_owned(),
-                key: printable(key),
+                key: printable(key, "."),
                 allowed,
                 suggestion: nearest(key, allowed),
             })
@@ -945,7 +940,7 @@ impl<'a> Source<'a> {
         let invalid = |value: Option<String>, Problem(problem)| LabConfigError::Invalid {
             file: self.file.to_path_buf(),
             line: self.line(&entry.key),
-            key: key_path(section, &printable(entry.key.get_ref())),
+            key: key_path(section, &printable(entry.key.get_ref(), ".")),
             value,
             problem,
         };
@@ -978,7 +973,7 @@ impl<'a> Source<'a> {
                 return Err(LabConfigError::Invalid {
                     file: self.file.to_path_buf(),
                     line: self.line(&entry.key),
-                    key: key_path(section, &printable(extension)),
+                    key: key_path(section, &printable(extension, ".")),
                     value: None,
                     problem,
                 });
@@ -1010,12 +1005,12 @@ impl<'a> Source<'a> {
         claims_at: &mut Vec<(String, usize, String, String)>,
     ) -> Result<(), LabConfigError> {
         let name = table.key.get_ref();
-        let section = format!("queues.{}", printable(name));
+        let section = format!("queues.{}", printable(name, "."));
         if let Err(Problem(problem)) = check_queue_name(name) {
             return Err(LabConfigError::Invalid {
                 file: self.file.to_path_buf(),
                 line: self.line(&table.key),
-                key: key_path("queues", &printable(name)),
+                key: key_path("queues", &printable(name, ".")),
                 value: None,
                 problem,
             });
@@ -1249,7 +1244,7 @@ impl<'a> Source<'a> {
             return Err(LabConfigError::Invalid {
                 file: self.file.to_path_buf(),
                 line,
-                key: key_path(&section, &printable(&key)),
+                key: key_path(&section, &printable(&key, ".")),
                 value: Some(format!("{:?}", claim.value)),
                 problem: format!(
                     "`{}` is already {}: every extension and code must reach one thing",
@@ -1478,77 +1473,6 @@ fn pause_reasons(value: &toml::Value) -> Result<Vec<String>, Problem> {
 
 // ---------------------------------------------------------------------------
 // Error helpers.
-
-/// A value as written in TOML, shortened so one bad line cannot flood the terminal.
-fn show_value(value: &toml::Value) -> String {
-    match value {
-        toml::Value::String(text) => format!("{:?}", shorten(text)),
-        toml::Value::Integer(number) => number.to_string(),
-        toml::Value::Float(number) => number.to_string(),
-        toml::Value::Boolean(flag) => flag.to_string(),
-        toml::Value::Datetime(datetime) => datetime.to_string(),
-        toml::Value::Array(_) => "[...]".to_owned(),
-        toml::Value::Table(_) => "{...}".to_owned(),
-    }
-}
-
-/// A user-written key, escaped and shortened for an error line.
-fn printable(key: &str) -> String {
-    let shortened = shorten(key);
-    if shortened
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
-    {
-        shortened
-    } else {
-        format!("{shortened:?}")
-    }
-}
-
-fn shorten(text: &str) -> String {
-    const LIMIT: usize = 60;
-    if text.chars().count() <= LIMIT {
-        text.to_owned()
-    } else {
-        let mut short: String = text.chars().take(LIMIT).collect();
-        short.push('…');
-        short
-    }
-}
-
-/// The allowed name closest to `typed`, within two edits (the first wins ties).
-fn nearest(typed: &str, allowed: &'static [&'static str]) -> Option<&'static str> {
-    if typed.len() > 64 {
-        return None;
-    }
-    let typed = typed.to_ascii_lowercase();
-    let mut best: Option<(usize, &'static str)> = None;
-    for &candidate in allowed {
-        let distance = edit_distance(&typed, candidate);
-        let closer = match best {
-            Some((best_distance, _)) => distance < best_distance,
-            None => distance <= 2,
-        };
-        if closer {
-            best = Some((distance, candidate));
-        }
-    }
-    best.map(|(_, candidate)| candidate)
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut previous: Vec<usize> = (0..=b.len()).collect();
-    for (i, a_char) in a.chars().enumerate() {
-        let mut current = vec![i + 1; b.len() + 1];
-        for (j, b_char) in b.iter().enumerate() {
-            let substitution = previous[j] + usize::from(a_char != *b_char);
-            current[j + 1] = substitution.min(previous[j + 1] + 1).min(current[j] + 1);
-        }
-        previous = current;
-    }
-    previous[b.len()]
-}
 
 #[cfg(test)]
 mod tests {
