@@ -104,6 +104,9 @@ enum Cmd {
         /// Stop after this many seconds (default: run until interrupted).
         #[arg(long, value_name = "SECONDS")]
         duration: Option<u64>,
+        /// Serve the lab's AMI here (e.g. 127.0.0.1:5038; port 0 picks a free one).
+        #[arg(long, value_name = "ADDR")]
+        ami: Option<std::net::SocketAddr>,
     },
     /// Supervisor actions on a PBX's queues, through its AMI.
     Queue {
@@ -312,6 +315,7 @@ fn run() -> anyhow::Result<i32> {
             callers,
             bots,
             duration,
+            ami,
         }) => {
             let mut config = match lab_config {
                 Some(path) => ringside::lab::config::LabConfig::load(path)?,
@@ -337,6 +341,7 @@ fn run() -> anyhow::Result<i32> {
                 duration: duration.map(std::time::Duration::from_secs),
                 status_every: std::time::Duration::from_secs(10),
                 seed: seed(),
+                ami: *ami,
             };
             let stdout = std::io::stdout();
             let mut out = stdout.lock();

@@ -3,6 +3,7 @@
 //! the registrar (digest auth, location), the queue_log writer, and the simulated call center
 //! (Poisson callers, bot agents). The SIP B2BUA and the AMI server build on them.
 
+pub mod ami_server;
 pub mod config;
 pub mod queue;
 pub mod queue_log_writer;
