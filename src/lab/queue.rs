@@ -745,6 +745,14 @@ struct Agent {
 }
 
 impl Agent {
+    /// Not busy, not ringing, not talking, not in wrap-up (pause is per queue, checked apart).
+    fn can_take_a_call(&self) -> bool {
+        !self.busy
+            && self.ringing_for.is_none()
+            && self.in_call.is_none()
+            && self.wrapup_until.is_none()
+    }
+
     fn state(&self) -> AgentState {
         if self.in_call.is_some() {
             AgentState::InCall
@@ -1563,12 +1571,10 @@ impl QueueEngine {
 
     fn agent_is_free(&self, member: &Member) -> bool {
         !member.paused
-            && self.agents.get(&member.agent).is_some_and(|a| {
-                !a.busy
-                    && a.ringing_for.is_none()
-                    && a.in_call.is_none()
-                    && a.wrapup_until.is_none()
-            })
+            && self
+                .agents
+                .get(&member.agent)
+                .is_some_and(Agent::can_take_a_call)
     }
 
     /// Ring free agents for callers who are not ringing and not pausing between attempts, the
@@ -1583,7 +1589,13 @@ impl QueueEngine {
             }
         }
         ready.sort_unstable();
+        // Under overload most callers find every agent taken: stop as soon as nobody anywhere
+        // could take a call, instead of scanning the members of every waiting caller's queue.
+        let mut anyone_free = self.agents.values().any(Agent::can_take_a_call);
         for (_, qi, ci) in ready {
+            if !anyone_free {
+                break;
+            }
             let free: Vec<usize> = self.queues[qi]
                 .members
                 .iter()
@@ -1598,6 +1610,7 @@ impl QueueEngine {
             for mi in chosen {
                 self.start_ring(now, qi, ci, mi);
             }
+            anyone_free = self.agents.values().any(Agent::can_take_a_call);
         }
     }
 
