@@ -107,6 +107,10 @@ enum Cmd {
         /// Serve the lab's AMI here (e.g. 127.0.0.1:5038; port 0 picks a free one).
         #[arg(long, value_name = "ADDR")]
         ami: Option<std::net::SocketAddr>,
+        /// Serve SIP here for real phones (UDP, e.g. 127.0.0.1:5060; port 0 picks a free one,
+        /// printed at start).
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
+        sip: std::net::SocketAddr,
     },
     /// Supervisor actions on a PBX's queues, through its AMI.
     Queue {
@@ -316,6 +320,7 @@ fn run() -> anyhow::Result<i32> {
             bots,
             duration,
             ami,
+            sip,
         }) => {
             let mut config = match lab_config {
                 Some(path) => ringside::lab::config::LabConfig::load(path)?,
@@ -345,7 +350,11 @@ fn run() -> anyhow::Result<i32> {
             };
             let stdout = std::io::stdout();
             let mut out = stdout.lock();
-            current_thread_runtime()?.block_on(ringside::net::lab::run(options, &mut out))?;
+            current_thread_runtime()?.block_on(async {
+                let mut lab = ringside::net::lab::start(options).await?;
+                lab.serve_sip(*sip).await?;
+                lab.run(&mut out).await
+            })?;
             return Ok(0);
         }
         Some(Cmd::Queue { action }) => {

@@ -5,6 +5,7 @@
 
 pub mod ami_server;
 pub mod config;
+pub mod pbx;
 pub mod queue;
 pub mod queue_log_writer;
 pub mod registrar;

@@ -1,6 +1,14 @@
 //! The lab driver: runs the sans-IO simulated call center on the wall clock, appends its
-//! queue_log to a file, and serves the lab's AMI on TCP (`--ami`). The SIP side (registrar,
-//! B2BUA) joins later; for now real phones cannot log in, and the lab says so.
+//! queue_log to a file, serves the lab's AMI on TCP (`--ami`) and its SIP side on UDP
+//! (`--sip`, see [`Lab::serve_sip`]): phones register, dial the connection codes and are rung
+//! for queue calls by the sans-IO [`LabPbx`].
+//!
+//! SIP: one UDP socket, plus a pool of [`MEDIA_PORTS`] RTP sockets bound up front, one per leg
+//! at a time (the pool caps the calls carried at once). A reader task per socket hands
+//! datagrams to the loop through one bounded channel; the loop sends with `try_send_to`, so it
+//! never waits on a socket (a datagram the kernel will not take now is dropped, as the network
+//! could have). Media frames are paced by the loop's timer (the PBX's `poll_timeout`, every
+//! 20 ms while a leg plays audio).
 //!
 //! AMI: one loop owns the [`Simulation`], the [`AmiEventBook`] and every [`AmiSession`]. Each
 //! connection has a reader task (bytes into the loop, through a bounded channel) and a writer
@@ -10,7 +18,7 @@
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -18,12 +26,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream, UdpSocket};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::lab::ami_server::{AmiEventBook, AmiSession, LabClock, LabView, LAB_SYSTEM_NAME};
 use crate::lab::config::LabConfig;
+use crate::lab::pbx::{LabPbx, PbxConfig, PbxEvent};
 use crate::lab::queue::QueueEvent;
 use crate::lab::sim::Simulation;
 
@@ -38,6 +47,12 @@ const AMI_READ_BUFFER: usize = 4096;
 const AMI_SOCKET_SEND_BUFFER: u32 = 64 * 1024;
 /// Reads waiting for the loop, all connections together (back-pressure on the readers).
 const AMI_INBOUND_QUEUE: usize = 64;
+/// RTP sockets bound for the SIP side: calls (code calls and queue calls) carried at once.
+pub const MEDIA_PORTS: usize = 32;
+/// SIP and RTP datagrams waiting for the loop (back-pressure on the socket readers).
+const SIP_INBOUND_QUEUE: usize = 1024;
+/// Largest datagram read: SIP over UDP stays well below it.
+const DATAGRAM_BUFFER: usize = 65_536;
 
 pub struct LabOptions {
     pub config: LabConfig,
@@ -65,6 +80,11 @@ pub enum LabError {
         addr: SocketAddr,
         error: std::io::Error,
     },
+    #[error("cannot serve SIP on {addr}: {error}. Pick a free address with --sip (127.0.0.1:0 takes any free port), or stop what listens there")]
+    SipBind {
+        addr: SocketAddr,
+        error: std::io::Error,
+    },
 }
 
 /// What the AMI server did so far, readable while the lab runs.
@@ -88,6 +108,15 @@ pub struct Lab {
     ami_addr: Option<SocketAddr>,
     send_limit: usize,
     stats: Arc<AmiServerStats>,
+    sip: Option<SipSockets>,
+}
+
+/// The SIP side's sockets, bound by [`Lab::serve_sip`].
+struct SipSockets {
+    socket: Arc<UdpSocket>,
+    /// The address phones use (the bound one, with a wildcard IP replaced by loopback).
+    addr: SocketAddr,
+    media: Vec<(u16, Arc<UdpSocket>)>,
 }
 
 /// Opens the queue_log and binds the AMI address.
@@ -122,6 +151,7 @@ pub async fn start(options: LabOptions) -> Result<Lab, LabError> {
         ami_addr,
         send_limit: DEFAULT_AMI_SEND_LIMIT,
         stats: Arc::new(AmiServerStats::default()),
+        sip: None,
     })
 }
 
@@ -160,6 +190,40 @@ impl Lab {
         Arc::clone(&self.stats)
     }
 
+    /// Serve SIP on `addr` (UDP; port 0 picks a free one) with [`MEDIA_PORTS`] RTP sockets on
+    /// the same IP. Returns the address phones should use: the real port, and loopback when
+    /// `addr` is a wildcard (the lab has no way to know which interface a phone reaches).
+    pub async fn serve_sip(&mut self, addr: SocketAddr) -> Result<SocketAddr, LabError> {
+        let fail = |error| LabError::SipBind { addr, error };
+        let socket = UdpSocket::bind(addr).await.map_err(fail)?;
+        let bound = socket.local_addr().map_err(fail)?;
+        let ip = match bound.ip() {
+            IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+            ip => ip,
+        };
+        let mut media = Vec::with_capacity(MEDIA_PORTS);
+        for _ in 0..MEDIA_PORTS {
+            let rtp = UdpSocket::bind(SocketAddr::new(bound.ip(), 0))
+                .await
+                .map_err(fail)?;
+            let port = rtp.local_addr().map_err(fail)?.port();
+            media.push((port, Arc::new(rtp)));
+        }
+        let public = SocketAddr::new(ip, bound.port());
+        self.sip = Some(SipSockets {
+            socket: Arc::new(socket),
+            addr: public,
+            media,
+        });
+        Ok(public)
+    }
+
+    /// The address phones register to (after [`Lab::serve_sip`]).
+    pub fn sip_addr(&self) -> Option<SocketAddr> {
+        self.sip.as_ref().map(|sip| sip.addr)
+    }
+
     /// Run until `duration` elapses (or forever). Status lines go to `out`.
     pub async fn run(self, out: &mut impl Write) -> Result<(), LabError> {
         let Lab {
@@ -169,6 +233,7 @@ impl Lab {
             ami_addr,
             send_limit,
             stats,
+            sip,
         } = self;
         let _ = writeln!(out, "{}", options.config.describe());
         let _ = writeln!(out, "queue_log: {}", log.path.display());
@@ -180,14 +245,26 @@ impl Lab {
                 let _ = writeln!(out, "AMI: off (serve it with --ami 127.0.0.1:5038)");
             }
         }
-        let _ = writeln!(
-            out,
-            "(simulated callers and bots only: SIP agents are not part of the lab yet)"
-        );
+        match &sip {
+            Some(sip) => {
+                let _ = writeln!(
+                    out,
+                    "SIP: {} (register with an account above, dial a queue's connection code to log in)",
+                    sip.addr
+                );
+            }
+            None => {
+                let _ = writeln!(out, "SIP: off (serve it with --sip 127.0.0.1:5060)");
+            }
+        }
         let _ = out.flush();
 
         let user = options.config.ami.username.clone();
         let secret = options.config.ami.secret.clone();
+        let (net_tx, mut net_rx) = mpsc::channel::<NetInput>(SIP_INBOUND_QUEUE);
+        let mut sip =
+            sip.map(|sockets| SipSide::start(sockets, &options.config, options.seed, &net_tx));
+        drop(net_tx);
         let mut sim = Simulation::new(options.config, options.seed);
         let start = Instant::now();
         let unix = SystemTime::now()
@@ -202,6 +279,7 @@ impl Lab {
         let mut ami = AmiHub {
             book: AmiEventBook::new(LAB_SYSTEM_NAME, options.seed),
             serving: ami_addr.is_some(),
+            sip_takes_actions: sip.is_some(),
             connections: HashMap::new(),
             next_id: 0,
             user,
@@ -214,6 +292,11 @@ impl Lab {
         let end = options.duration.map(|d| start + d);
         let mut next_status = start + options.status_every;
         loop {
+            if let Some(sip) = sip.as_mut() {
+                // Before the AMI hub drains the simulation: its actions are the PBX's to do.
+                sip.pbx.handle_sim_actions(Instant::now(), &mut sim);
+                sip.flush(out);
+            }
             ami.drain_sim(&mut sim, &mut log, clock.at(Instant::now()))?;
             ami.flush();
             let now = Instant::now();
@@ -229,6 +312,7 @@ impl Lab {
                 Some(next_status),
                 end,
                 ami.poll_timeout().map(|at| clock.instant_of(at)),
+                sip.as_ref().and_then(|sip| sip.pbx.poll_timeout()),
             ]
             .into_iter()
             .flatten()
@@ -238,7 +322,25 @@ impl Lab {
                 () = tokio::time::sleep_until(tokio::time::Instant::from_std(wake)) => {
                     let now = Instant::now();
                     sim.handle_timeout(now);
+                    if let Some(sip) = sip.as_mut() {
+                        sip.pbx.handle_timeout(now, &mut sim);
+                    }
                     ami.handle_timeout(clock.at(now).now_epoch_micros);
+                }
+                Some(input) = net_rx.recv(), if sip.is_some() => {
+                    let now = Instant::now();
+                    if let Some(sip) = sip.as_mut() {
+                        match input {
+                            NetInput::Sip { from, bytes } => {
+                                // Timers already due come first, so a change lands on today's state.
+                                sim.handle_timeout(now);
+                                sip.pbx.handle_datagram(now, &mut sim, from, &bytes);
+                            }
+                            NetInput::Rtp { port, from, bytes } => {
+                                sip.pbx.handle_rtp(now, port, from, &bytes);
+                            }
+                        }
+                    }
                 }
                 accepted = accept(listener.as_ref()) => match accepted {
                     Ok((stream, peer)) => {
@@ -261,6 +363,11 @@ impl Lab {
                     Inbound::Closed => ami.remove(id),
                 },
             }
+        }
+        if let Some(mut sip) = sip.take() {
+            sip.pbx.hang_up_all(Instant::now());
+            sip.flush(out);
+            sip.stop();
         }
         ami.drain_sim(&mut sim, &mut log, clock.at(Instant::now()))?;
         ami.flush();
@@ -363,6 +470,8 @@ struct AmiHub {
     book: AmiEventBook,
     /// Whether an AMI listener exists (the book is kept only then).
     serving: bool,
+    /// The SIP side carries out the simulation's actions: leave them in the simulation.
+    sip_takes_actions: bool,
     connections: HashMap<u64, Connection>,
     next_id: u64,
     user: String,
@@ -375,8 +484,8 @@ struct AmiHub {
 
 impl AmiHub {
     /// Takes everything the simulation produced: queue_log text to the file (and to the book,
-    /// for the transfer ids), actions (nothing to carry out yet: real agents cannot log in),
-    /// and events to every session that wants them. Published even with nobody connected: the
+    /// for the transfer ids), actions (dropped when no SIP side carries them out), and events
+    /// to every session that wants them. Published even with nobody connected: the
     /// book follows calls and members for the clients to come.
     fn drain_sim(
         &mut self,
@@ -389,7 +498,9 @@ impl AmiHub {
             self.book.note_queue_log(&text);
         }
         log.append(&text)?;
-        while sim.poll_action().is_some() {}
+        if !self.sip_takes_actions {
+            while sim.poll_action().is_some() {}
+        }
         self.events.clear();
         while let Some(event) = sim.poll_event() {
             self.events.push(event);
@@ -604,4 +715,172 @@ async fn write_loop(
     let _ = writer.shutdown().await;
     drop(writer);
     let _ = inbound.send((id, Inbound::Closed)).await;
+}
+
+/// A datagram for the loop from one of the SIP side's sockets.
+enum NetInput {
+    Sip {
+        from: SocketAddr,
+        bytes: Vec<u8>,
+    },
+    Rtp {
+        port: u16,
+        from: SocketAddr,
+        bytes: Vec<u8>,
+    },
+}
+
+/// The running SIP side: the sans-IO PBX, its sockets and their reader tasks.
+struct SipSide {
+    pbx: LabPbx,
+    socket: Arc<UdpSocket>,
+    media: HashMap<u16, Arc<UdpSocket>>,
+    readers: Vec<JoinHandle<()>>,
+    dropped: u64,
+}
+
+impl SipSide {
+    fn start(
+        sockets: SipSockets,
+        config: &LabConfig,
+        seed: u64,
+        inbound: &mpsc::Sender<NetInput>,
+    ) -> SipSide {
+        let ports: Vec<u16> = sockets.media.iter().map(|(port, _)| *port).collect();
+        let pbx = LabPbx::new(
+            PbxConfig::new(sockets.addr, ports),
+            config,
+            seed ^ 0x5349_5021,
+        );
+        let mut readers = Vec::with_capacity(sockets.media.len() + 1);
+        let sip_socket = Arc::clone(&sockets.socket);
+        let sip_inbound = inbound.clone();
+        readers.push(tokio::spawn(async move {
+            let mut buffer = vec![0u8; DATAGRAM_BUFFER];
+            loop {
+                let Ok((read, from)) = sip_socket.recv_from(&mut buffer).await else {
+                    // ICMP errors from an earlier send surface here on some systems: go on.
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    continue;
+                };
+                let bytes = buffer.get(..read).unwrap_or_default().to_vec();
+                if sip_inbound
+                    .send(NetInput::Sip { from, bytes })
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        }));
+        for (port, socket) in &sockets.media {
+            let (port, socket, inbound) = (*port, Arc::clone(socket), inbound.clone());
+            readers.push(tokio::spawn(async move {
+                let mut buffer = vec![0u8; 2048];
+                loop {
+                    let Ok((read, from)) = socket.recv_from(&mut buffer).await else {
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                        continue;
+                    };
+                    let bytes = buffer.get(..read).unwrap_or_default().to_vec();
+                    if inbound
+                        .send(NetInput::Rtp { port, from, bytes })
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            }));
+        }
+        SipSide {
+            pbx,
+            socket: sockets.socket,
+            media: sockets.media.into_iter().collect(),
+            readers,
+            dropped: 0,
+        }
+    }
+
+    /// Sends what the PBX produced and prints what phones did.
+    fn flush(&mut self, out: &mut impl Write) {
+        while let Some(transmit) = self.pbx.poll_transmit() {
+            if self
+                .socket
+                .try_send_to(&transmit.bytes, transmit.target.addr)
+                .is_err()
+            {
+                self.dropped += 1;
+                tracing::debug!(to = %transmit.target.addr, "SIP datagram not sent");
+            }
+        }
+        while let Some(rtp) = self.pbx.poll_media() {
+            let sent = self
+                .media
+                .get(&rtp.local_port)
+                .is_some_and(|socket| socket.try_send_to(&rtp.bytes, rtp.remote).is_ok());
+            if !sent {
+                self.dropped += 1;
+            }
+        }
+        let mut printed = false;
+        while let Some(event) = self.pbx.poll_event() {
+            if let Some(line) = describe(&event) {
+                let _ = writeln!(out, "{line}");
+                printed = true;
+            }
+            tracing::debug!(?event, "lab SIP");
+        }
+        if printed {
+            let _ = out.flush();
+        }
+    }
+
+    fn stop(self) {
+        for reader in self.readers {
+            reader.abort();
+        }
+        if self.dropped > 0 {
+            tracing::info!(dropped = self.dropped, "datagrams the kernel did not take");
+        }
+    }
+}
+
+/// The status line for what a phone did, if it deserves one.
+fn describe(event: &PbxEvent) -> Option<String> {
+    match event {
+        PbxEvent::Registered { user, contact } => {
+            Some(format!("SIP: {user} registered ({contact})"))
+        }
+        PbxEvent::Unregistered { user, expired, .. } => Some(format!(
+            "SIP: {user} {}",
+            if *expired {
+                "registration expired"
+            } else {
+                "unregistered"
+            }
+        )),
+        PbxEvent::CodeDialled {
+            user,
+            queue,
+            login,
+            accepted,
+        } => Some(match (login, accepted) {
+            (true, true) => format!("SIP: {user} logged in to {queue}"),
+            (false, true) => format!("SIP: {user} logged out of {queue}"),
+            (true, false) => format!("SIP: {user} is already in {queue}"),
+            (false, false) => format!("SIP: {user} is not in {queue}"),
+        }),
+        PbxEvent::Refused {
+            user,
+            number,
+            status,
+        } => Some(format!(
+            "SIP: {user} dialled {number}: refused with {status}"
+        )),
+        PbxEvent::AgentRinging { .. }
+        | PbxEvent::AgentAnswered { .. }
+        | PbxEvent::AgentRejected { .. }
+        | PbxEvent::CallEnded { .. } => None,
+    }
 }

@@ -1,0 +1,2545 @@
+//! The lab PBX's SIP side, sans-IO: phones register, dial the queues' connection codes, and
+//! are rung for queue calls.
+//!
+//! [`LabPbx`] owns a [`TransactionLayer`], the lab's [`Registrar`] and a table of SIP legs, and
+//! works hand in hand with the [`Simulation`], which every input borrows:
+//!
+//! - REGISTER goes to the registrar (digest auth, bindings); OPTIONS gets 200; every request is
+//!   checked by `sip::validate` first (405, 415, 416, 420 ...).
+//! - An INVITE is challenged (407) like a PBX does, then routed by
+//!   [`LabConfig::dialled`]: a connection or disconnection code is answered with a ~2 s
+//!   confirmation (two short 425 Hz beeps; a 480+620 Hz congestion tone when the queue refused,
+//!   e.g. already logged in), the agent joins or leaves the queue through
+//!   [`Simulation::real_agent_login`] / [`Simulation::real_agent_logout`] with this call's
+//!   Call-ID as the queue_log id, and the lab hangs up. While the code call is on, the phone
+//!   counts as busy ([`Simulation::set_agent_busy`]), so a waiting caller rings it only after.
+//!   Calls to another phone or to a queue's extension get 480 (the B2BUA comes later),
+//!   unknown numbers 404. Challenges offer MD5 only by default (see [`PbxConfig::new`]).
+//! - The simulation's actions come in through [`LabPbx::handle_sim_actions`]: `Ring` sends an
+//!   INVITE to the agent's newest binding, at the address its REGISTER came from (NAT), with
+//!   the caller ID in From (`"support: +3225550137" <sip:+3225550137@lab>`). A 2xx is ACKed and
+//!   reported with [`Simulation::agent_answered`] (the leg's Call-ID is the agent leg id in
+//!   CONNECT), and the agent hears the caller: a 400/800 Hz warble ([`CallerVoice`]). Failures
+//!   (486, 603, 408, no binding) go to [`Simulation::agent_rejected`]; `StopRinging` sends
+//!   CANCEL; `EndCall` sends BYE; the agent's BYE is [`Simulation::call_ended`] by the agent.
+//!
+//! Media: each leg takes a local RTP port from the pool the driver bound
+//! ([`PbxConfig::media_ports`]), so no port is ever promised that is not there. Legs send a
+//! frame every packet time (the timer is in [`LabPbx::poll_timeout`]); RTP comes out of
+//! [`LabPbx::poll_media`] tagged with the local port. The lab binds no RTCP sockets, so RTCP
+//! reports are not sent.
+//!
+//! Contract, as everywhere in the core: after every input (`handle_datagram`, `handle_rtp`,
+//! `handle_timeout`, `handle_sim_actions`) drain `poll_transmit`, `poll_media` and
+//! `poll_event`, then sleep until `poll_timeout`. The simulation's own outputs (queue_log,
+//! events) are drained by the driver as before; its actions must reach `handle_sim_actions`.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::f64::consts::TAU;
+use std::time::{Duration, Instant};
+
+use core::net::{IpAddr, SocketAddr};
+
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+use crate::lab::config::{Dialled, LabConfig};
+use crate::lab::queue::QueueAction;
+use crate::lab::registrar::{Registrar, RegistrarEvent};
+use crate::lab::sim::{SimAction, Simulation};
+use crate::media::session::{Channel, MediaParams, MediaSession};
+use crate::media::tones::{Tone, ToneGenerator, ToneRegion};
+use crate::sip::auth::Algorithm;
+use crate::sip::dialog::Dialog;
+use crate::sip::msg::{self, Message, Method, NameAddr, Request, Response, SipHeaders, Uri, Via};
+use crate::sip::sdp::{self, Codec, Direction, LocalMedia, Negotiated, SessionDescription};
+use crate::sip::transaction::{
+    self, Target, Timers, TransactionLayer, Transmit, Transport, TxEvent, TxId,
+};
+use crate::sip::validate::{self, UasPolicy};
+
+/// How long a connection or disconnection code call plays its confirmation before the lab
+/// hangs up.
+pub const CONFIRMATION: Duration = Duration::from_secs(2);
+/// The confirmation beeps (European call-waiting cadence: 0.2 s on, 0.2 s off, 0.2 s on).
+pub const CONFIRMATION_HZ: f64 = 425.0;
+/// What a code call plays when the queue refused the change (already in, not a member).
+pub const REFUSAL_HZ: [f64; 2] = [480.0, 620.0];
+/// The two pitches of the simulated caller's voice.
+pub const CALLER_VOICE_HZ: [f64; 2] = [400.0, 800.0];
+/// Each pitch of the caller's voice lasts this long before the other takes over.
+pub const CALLER_VOICE_STEP: Duration = Duration::from_millis(250);
+/// Peak amplitude of the caller's voice (16-bit scale): about -12 dBFS.
+const CALLER_VOICE_LEVEL: f64 = 8000.0;
+/// Methods the lab answers with something other than 405 / 501.
+const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REGISTER";
+/// A late timer wake-up sends at most this many frames at once; further behind, the leg skips.
+const MAX_CATCH_UP_FRAMES: u32 = 5;
+/// The most simulation actions handled in one go; the rest wait for the next input.
+const MAX_ACTIONS_PER_DRAIN: usize = 10_000;
+/// Longest Call-ID copied into queue_log (a hostile one must not bloat the file).
+const MAX_LOG_ID_CHARS: usize = 128;
+/// RTP payload type offered for DTMF events (ignored when received: the lab has no use for
+/// digits yet).
+const TELEPHONE_EVENT_PT: u8 = 101;
+
+/// Where and how the lab's SIP side runs. The driver binds the sockets first and passes what
+/// it got.
+#[derive(Debug, Clone)]
+pub struct PbxConfig {
+    /// Our SIP address as phones reach it (Via, Contact).
+    pub sip_addr: SocketAddr,
+    /// The address in our SDP (`c=`): where phones send RTP.
+    pub media_ip: IpAddr,
+    /// Local RTP ports the driver has bound, each used by one leg at a time. Their number
+    /// caps the calls the lab carries at once: more get 503 (codes) or count as rejected
+    /// (queue rings).
+    pub media_ports: Vec<u16>,
+    /// Digest realm, and the domain of the caller IDs presented to agents.
+    pub realm: String,
+    /// Digest algorithms challenged with, one header each, in this order.
+    pub digest_algorithms: Vec<Algorithm>,
+    pub timers: Timers,
+    /// How long a code call plays its confirmation.
+    pub confirmation: Duration,
+    /// `Server` / `User-Agent` header value.
+    pub user_agent: String,
+}
+
+impl PbxConfig {
+    /// Defaults around the addresses the driver bound: realm `lab`, RFC 3261 timers, a 2 s
+    /// confirmation.
+    pub fn new(sip_addr: SocketAddr, media_ports: Vec<u16>) -> PbxConfig {
+        PbxConfig {
+            sip_addr,
+            media_ip: sip_addr.ip(),
+            media_ports,
+            realm: "lab".to_owned(),
+            // MD5 only, as Asterisk does: baresip 1.0 (libre) fails the whole challenge with
+            // ENOSYS when any header names another algorithm, even next to an MD5 one.
+            digest_algorithms: vec![Algorithm::Md5],
+            timers: Timers::default(),
+            confirmation: CONFIRMATION,
+            user_agent: format!("ringside-lab/{}", env!("CARGO_PKG_VERSION")),
+        }
+    }
+}
+
+/// What the lab's SIP side did, for the status lines and tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PbxEvent {
+    /// A new binding (refreshes are not reported).
+    Registered { user: String, contact: String },
+    /// A binding is gone: removed by its device, or `expired`.
+    Unregistered {
+        user: String,
+        contact: String,
+        expired: bool,
+    },
+    /// A phone dialled a connection (`login`) or disconnection code; `accepted` is whether the
+    /// queue took the change.
+    CodeDialled {
+        user: String,
+        queue: String,
+        login: bool,
+        accepted: bool,
+    },
+    /// An agent's phone is being rung for a queue caller.
+    AgentRinging {
+        call_id: String,
+        agent: String,
+        caller_id: String,
+    },
+    /// The agent picked up and the queue connected the call.
+    AgentAnswered { call_id: String, agent: String },
+    /// Ringing failed and the queue was told (`status`: the phone's answer, 408 for no
+    /// answer at all, 480 for no registration, 503 for no free media port).
+    AgentRejected {
+        call_id: String,
+        agent: String,
+        status: u16,
+    },
+    /// A connected queue call's agent leg ended; `by_agent` when the phone hung up.
+    CallEnded {
+        call_id: String,
+        agent: String,
+        by_agent: bool,
+    },
+    /// An INVITE the lab does not carry (`status` 404, 480, 488, 503).
+    Refused {
+        user: String,
+        number: String,
+        status: u16,
+    },
+}
+
+/// RTP for the driver to send from the socket bound on `local_port`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaTransmit {
+    pub local_port: u16,
+    pub remote: SocketAddr,
+    pub bytes: Vec<u8>,
+}
+
+/// The simulated caller's voice: [`CALLER_VOICE_HZ`] in turns of [`CALLER_VOICE_STEP`],
+/// phase-continuous so the switches do not click. Recognisable in a recording, unlike any
+/// call-progress tone.
+#[derive(Debug, Clone)]
+pub struct CallerVoice {
+    sample_rate: u32,
+    position: u64,
+    phase: f64,
+}
+
+impl CallerVoice {
+    pub fn new(sample_rate: u32) -> CallerVoice {
+        CallerVoice {
+            sample_rate: sample_rate.max(1),
+            position: 0,
+            phase: 0.0,
+        }
+    }
+
+    /// Overwrites `out` with the next samples.
+    pub fn fill(&mut self, out: &mut [i16]) {
+        let rate = u64::from(self.sample_rate);
+        let step = u64::try_from(CALLER_VOICE_STEP.as_millis())
+            .unwrap_or(1)
+            .max(1);
+        for sample in out {
+            let turn = self.position.saturating_mul(1000) / rate / step;
+            let [low, high] = CALLER_VOICE_HZ;
+            let frequency = if turn % 2 == 0 { low } else { high };
+            self.phase += TAU * frequency / f64::from(self.sample_rate);
+            if self.phase >= TAU {
+                self.phase -= TAU;
+            }
+            *sample = (CALLER_VOICE_LEVEL * self.phase.sin()).round() as i16;
+            self.position = self.position.wrapping_add(1);
+        }
+    }
+}
+
+type LegId = u64;
+
+/// What a leg is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum LegKind {
+    /// A phone dialled a connection or disconnection code: it hears the confirmation, then
+    /// the lab hangs up.
+    Code { agent: String },
+    /// The lab rings a real agent for a queue caller.
+    Agent { call_id: String, agent: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LegState {
+    /// UAC: our INVITE waits for its final response.
+    Calling,
+    /// UAS: our 2xx waits for its ACK.
+    Answered,
+    /// The dialog is up.
+    Confirmed,
+    /// Our BYE is out (or our CANCEL with nothing more to wait for); the leg goes when it is
+    /// answered or times out.
+    Ending,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    Invite,
+    Cancel,
+    Bye,
+}
+
+/// A 2xx we re-send until the ACK comes (RFC 3261 §13.3.1.4).
+struct Retransmit {
+    bytes: Vec<u8>,
+    next_at: Instant,
+    interval: Duration,
+    give_up_at: Instant,
+}
+
+enum Audio {
+    Tone(ToneGenerator),
+    Voice(CallerVoice),
+    Silence,
+}
+
+impl Audio {
+    fn fill(&mut self, out: &mut [i16]) {
+        match self {
+            Audio::Tone(tone) => tone.fill(out),
+            Audio::Voice(voice) => voice.fill(out),
+            Audio::Silence => out.fill(0),
+        }
+    }
+}
+
+struct LegMedia {
+    session: MediaSession,
+    audio: Audio,
+    next_tick: Instant,
+    packet_time: Duration,
+    mic: Vec<i16>,
+    speaker: Vec<i16>,
+}
+
+struct Leg {
+    kind: LegKind,
+    state: LegState,
+    /// Where the phone is reached: the INVITE's source (UAS) or the binding's (UAC).
+    peer: Target,
+    local_port: u16,
+    /// The leg's own Call-ID (for agent legs, the agent leg id written in CONNECT).
+    sip_call_id: String,
+    dialog: Option<Dialog>,
+    sdp_session: u64,
+    sdp_version: u64,
+    media: Option<LegMedia>,
+    // UAS (code calls, and re-INVITEs on any leg)
+    ok_retransmit: Option<Retransmit>,
+    /// When the confirmation is over and the lab hangs up.
+    hang_up_at: Option<Instant>,
+    /// The confirmation ended before the ACK came: hang up when it does.
+    hang_up_after_ack: bool,
+    // UAC (agent legs)
+    invite: Option<Request>,
+    invite_tx: Option<TxId>,
+    offer: Option<SessionDescription>,
+    got_provisional: bool,
+    cancel_requested: bool,
+    cancel_sent: bool,
+    cancel_give_up_at: Option<Instant>,
+    ack: Option<Vec<u8>>,
+}
+
+impl Leg {
+    fn new(
+        kind: LegKind,
+        state: LegState,
+        peer: Target,
+        local_port: u16,
+        sip_call_id: String,
+    ) -> Leg {
+        Leg {
+            kind,
+            state,
+            peer,
+            local_port,
+            sip_call_id,
+            dialog: None,
+            sdp_session: 0,
+            sdp_version: 1,
+            media: None,
+            ok_retransmit: None,
+            hang_up_at: None,
+            hang_up_after_ack: false,
+            invite: None,
+            invite_tx: None,
+            offer: None,
+            got_provisional: false,
+            cancel_requested: false,
+            cancel_sent: false,
+            cancel_give_up_at: None,
+            ack: None,
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        [
+            self.ok_retransmit
+                .as_ref()
+                .map(|r| r.next_at.min(r.give_up_at)),
+            self.hang_up_at,
+            self.cancel_give_up_at,
+            self.media.as_ref().map(|m| m.next_tick),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    fn is_agent_leg(&self, call: &str, who: &str) -> bool {
+        matches!(&self.kind, LegKind::Agent { call_id, agent } if call_id == call && agent == who)
+    }
+}
+
+/// What a new INVITE reaches.
+enum Route {
+    Code { queue: String, login: bool },
+    Phone,
+    Queue,
+    Unknown,
+}
+
+/// The lab PBX's SIP side. See the module documentation.
+pub struct LabPbx {
+    config: PbxConfig,
+    tx: TransactionLayer,
+    registrar: Registrar,
+    policy: UasPolicy,
+    rng: SmallRng,
+    legs: BTreeMap<LegId, Leg>,
+    next_leg: LegId,
+    pending: HashMap<TxId, (LegId, Purpose)>,
+    free_ports: VecDeque<u16>,
+    /// Agents whose code call ended: the queue may ring them again.
+    idle_agents: Vec<String>,
+    out: VecDeque<Transmit>,
+    media_out: VecDeque<MediaTransmit>,
+    events: VecDeque<PbxEvent>,
+}
+
+impl LabPbx {
+    /// The SIP side for `lab`'s accounts; `seed` drives tags, Call-IDs, branches and the
+    /// registrar's nonce key.
+    pub fn new(config: PbxConfig, lab: &LabConfig, seed: u64) -> LabPbx {
+        let mut rng = SmallRng::seed_from_u64(seed);
+        let registrar = Registrar::new(&config.realm, lab.users(), rng.gen())
+            .with_algorithms(config.digest_algorithms.clone());
+        let mut ports: Vec<u16> = config.media_ports.clone();
+        ports.sort_unstable();
+        ports.dedup();
+        LabPbx {
+            tx: TransactionLayer::new(config.timers),
+            registrar,
+            policy: UasPolicy {
+                allowed_methods: vec![
+                    Method::Invite,
+                    Method::Ack,
+                    Method::Bye,
+                    Method::Cancel,
+                    Method::Options,
+                    Method::Info,
+                    Method::Register,
+                ],
+                supported_extensions: Vec::new(),
+                accepted_content_types: vec![
+                    "application/sdp".into(),
+                    "application/dtmf-relay".into(),
+                ],
+            },
+            rng,
+            legs: BTreeMap::new(),
+            next_leg: 1,
+            pending: HashMap::new(),
+            free_ports: ports.into_iter().collect(),
+            idle_agents: Vec::new(),
+            out: VecDeque::new(),
+            media_out: VecDeque::new(),
+            events: VecDeque::new(),
+            config,
+        }
+    }
+
+    pub fn config(&self) -> &PbxConfig {
+        &self.config
+    }
+
+    /// The location service (bindings), read-only.
+    pub fn registrar(&self) -> &Registrar {
+        &self.registrar
+    }
+
+    /// Legs alive (ringing, talking, confirming, or waiting for a BYE's answer).
+    pub fn leg_count(&self) -> usize {
+        self.legs.len()
+    }
+
+    /// Media ports not used by any leg.
+    pub fn free_media_ports(&self) -> usize {
+        self.free_ports.len()
+    }
+
+    /// Live SIP transactions.
+    pub fn transaction_count(&self) -> usize {
+        self.tx.len()
+    }
+
+    // -- the sans-IO contract -----------------------------------------------------------------
+
+    /// A datagram on the SIP socket.
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        sim: &mut Simulation,
+        source: SocketAddr,
+        bytes: &[u8],
+    ) {
+        let source = Target {
+            transport: Transport::Udp,
+            addr: source,
+        };
+        match msg::parse(bytes) {
+            Ok(message) => self.handle_message(now, message, source),
+            Err(rejected) => {
+                tracing::debug!(error = %rejected.error, from = %source.addr, "unparseable SIP message");
+                if let Some(response) = validate::response_for_rejected(&rejected) {
+                    self.out.push_back(Transmit {
+                        target: source,
+                        bytes: response.to_bytes(),
+                    });
+                }
+            }
+        }
+        self.drain_transactions(now, sim);
+        self.handle_sim_actions(now, sim);
+    }
+
+    /// A datagram on the media socket bound on `local_port`.
+    pub fn handle_rtp(&mut self, now: Instant, local_port: u16, from: SocketAddr, bytes: &[u8]) {
+        if let Some(media) = self
+            .legs
+            .values_mut()
+            .find(|leg| leg.local_port == local_port)
+            .and_then(|leg| leg.media.as_mut())
+        {
+            media.session.handle_datagram(now, from, bytes);
+        }
+    }
+
+    /// Timers: transactions, bindings, 2xx retransmissions, confirmations, media frames.
+    pub fn handle_timeout(&mut self, now: Instant, sim: &mut Simulation) {
+        self.tx.handle_timeout(now);
+        self.drain_transactions(now, sim);
+        for event in self.registrar.handle_timeout(now) {
+            self.note_registrar_event(event);
+        }
+        let due: Vec<LegId> = self
+            .legs
+            .iter()
+            .filter(|(_, leg)| leg.next_deadline().is_some_and(|at| at <= now))
+            .map(|(&id, _)| id)
+            .collect();
+        for id in due {
+            self.leg_timers(now, id);
+        }
+        self.drain_transactions(now, sim);
+        self.handle_sim_actions(now, sim);
+    }
+
+    /// Carry out what the simulation asks of real phones: ring, stop ringing, hang up.
+    /// Call it after every change to the simulation made outside this object (its timers,
+    /// AMI actions); the other inputs here call it themselves.
+    pub fn handle_sim_actions(&mut self, now: Instant, sim: &mut Simulation) {
+        for _ in 0..MAX_ACTIONS_PER_DRAIN {
+            self.release_idle_agents(now, sim);
+            let Some(action) = sim.poll_action() else {
+                return;
+            };
+            match action {
+                SimAction::Queue(QueueAction::Ring {
+                    queue,
+                    call_id,
+                    caller_id,
+                    agent,
+                }) => self.ring_agent(now, sim, &queue, &call_id, &caller_id, &agent),
+                SimAction::Queue(QueueAction::StopRinging { call_id, agent }) => {
+                    self.stop_ringing(now, &call_id, &agent);
+                }
+                SimAction::Queue(QueueAction::Hangup { call_id, .. }) => {
+                    // Only real callers are hung up this way, and they cannot join yet.
+                    tracing::debug!(%call_id, "hang-up for a caller without a SIP leg");
+                }
+                SimAction::EndCall { call_id } => self.end_queue_call(now, &call_id),
+            }
+            self.drain_transactions(now, sim);
+        }
+        tracing::warn!(
+            "more than {MAX_ACTIONS_PER_DRAIN} queue actions at once; the rest wait for the next input"
+        );
+    }
+
+    /// Agents whose code call is over are free for queue calls again (unless another code
+    /// call of theirs is still on).
+    fn release_idle_agents(&mut self, now: Instant, sim: &mut Simulation) {
+        for agent in std::mem::take(&mut self.idle_agents) {
+            let still_on = self
+                .legs
+                .values()
+                .any(|leg| matches!(&leg.kind, LegKind::Code { agent: a } if *a == agent));
+            if !still_on {
+                sim.set_agent_busy(now, &agent, false);
+            }
+        }
+    }
+
+    /// Hang up every leg (the lab is stopping): BYE for calls, CANCEL for rings.
+    pub fn hang_up_all(&mut self, now: Instant) {
+        let ids: Vec<LegId> = self.legs.keys().copied().collect();
+        for id in ids {
+            let Some(leg) = self.legs.get_mut(&id) else {
+                continue;
+            };
+            match leg.state {
+                LegState::Calling => {
+                    leg.cancel_requested = true;
+                    if leg.got_provisional {
+                        self.send_cancel(now, id);
+                    }
+                }
+                LegState::Answered | LegState::Confirmed => self.send_bye(now, id),
+                LegState::Ending => {}
+            }
+        }
+    }
+
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.out.pop_front().or_else(|| self.tx.poll_transmit())
+    }
+
+    pub fn poll_media(&mut self) -> Option<MediaTransmit> {
+        self.media_out.pop_front()
+    }
+
+    pub fn poll_event(&mut self) -> Option<PbxEvent> {
+        self.events.pop_front()
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        [
+            self.tx.poll_timeout(),
+            self.registrar.poll_timeout(),
+            self.legs.values().filter_map(Leg::next_deadline).min(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    // -- incoming messages --------------------------------------------------------------------
+
+    fn handle_message(&mut self, now: Instant, message: Message, source: Target) {
+        if let Message::Request(request) = &message {
+            if request.method != Method::Ack {
+                if let Err(rejection) = validate::check_request(request, &self.policy) {
+                    let mut response = rejection.to_response(request);
+                    self.add_to_tag(&mut response);
+                    self.out.push_back(Transmit {
+                        target: source,
+                        bytes: response.to_bytes(),
+                    });
+                    return;
+                }
+            }
+        }
+        self.tx.handle_message(now, message, source);
+    }
+
+    fn drain_transactions(&mut self, now: Instant, sim: &mut Simulation) {
+        while let Some(event) = self.tx.poll_event() {
+            match event {
+                TxEvent::Request {
+                    tx,
+                    request,
+                    source,
+                } => self.on_request(now, sim, tx, request, source),
+                TxEvent::Response { tx, response } => self.on_response(now, sim, tx, response),
+                TxEvent::Timeout { tx } => self.on_client_failure(now, sim, tx, 408),
+                TxEvent::TransportError { tx } => self.on_client_failure(now, sim, tx, 503),
+                TxEvent::AckTimeout { .. } => {}
+                TxEvent::Terminated { tx } => {
+                    self.pending.remove(&tx);
+                }
+                TxEvent::StrayResponse { response } => self.on_stray_response(response),
+            }
+        }
+    }
+
+    fn on_request(
+        &mut self,
+        now: Instant,
+        sim: &mut Simulation,
+        tx: Option<TxId>,
+        request: Request,
+        source: Target,
+    ) {
+        let Some(tx) = tx else {
+            if request.method == Method::Ack {
+                self.on_ack(now, &request);
+            }
+            return;
+        };
+        match request.method {
+            Method::Register => {
+                let response = self.registrar.handle_register(now, &request, source.addr);
+                self.respond(now, tx, response);
+                while let Some(event) = self.registrar.poll_event() {
+                    self.note_registrar_event(event);
+                }
+            }
+            Method::Options => {
+                let mut response = request.response(200);
+                self.add_capabilities(&mut response);
+                self.add_to_tag(&mut response);
+                self.respond(now, tx, response);
+            }
+            Method::Invite if request.to_tag().is_some() => self.on_reinvite(now, tx, &request),
+            Method::Invite => self.on_invite(now, sim, tx, request, source),
+            Method::Bye => self.on_bye(now, sim, tx, &request),
+            Method::Cancel => {
+                // Every INVITE is answered at once, so a CANCEL finds nothing left to stop.
+                let status = if self.tx.find_invite_for_cancel(&request).is_some() {
+                    200
+                } else {
+                    481
+                };
+                let mut response = request.response(status);
+                self.add_to_tag(&mut response);
+                self.respond(now, tx, response);
+            }
+            Method::Info => {
+                // DTMF over INFO and the like: acknowledged, not acted on.
+                let status = if self.leg_for_request(&request).is_some() {
+                    200
+                } else {
+                    481
+                };
+                self.respond(now, tx, request.response(status));
+            }
+            _ => {
+                let mut response = request.response(405);
+                response.headers.push("Allow", ALLOW);
+                self.add_to_tag(&mut response);
+                self.respond(now, tx, response);
+            }
+        }
+    }
+
+    fn on_invite(
+        &mut self,
+        now: Instant,
+        sim: &mut Simulation,
+        tx: TxId,
+        request: Request,
+        source: Target,
+    ) {
+        let user = match self.registrar.authenticate(now, &request, true) {
+            Ok(user) => user,
+            Err(challenge) => {
+                self.respond(now, tx, challenge);
+                return;
+            }
+        };
+        let number = request.uri.user_decoded().unwrap_or_default();
+        let route = match sim.config().dialled(&number) {
+            Some(Dialled::Login(queue)) => Route::Code {
+                queue: queue.queue.name.clone(),
+                login: true,
+            },
+            Some(Dialled::Logout(queue)) => Route::Code {
+                queue: queue.queue.name.clone(),
+                login: false,
+            },
+            Some(Dialled::Account(_)) => Route::Phone,
+            Some(Dialled::Queue(_)) => Route::Queue,
+            None => Route::Unknown,
+        };
+        match route {
+            Route::Code { queue, login } => {
+                self.answer_code(now, sim, tx, &request, source, &user, &queue, login);
+            }
+            Route::Phone => self.refuse(
+                now,
+                tx,
+                &request,
+                (&user, &number),
+                480,
+                "lab: calls between phones come later",
+            ),
+            Route::Queue => self.refuse(
+                now,
+                tx,
+                &request,
+                (&user, &number),
+                480,
+                "lab: phones cannot call into a queue yet",
+            ),
+            Route::Unknown => self.refuse(
+                now,
+                tx,
+                &request,
+                (&user, &number),
+                404,
+                "lab: no such extension or code",
+            ),
+        }
+    }
+
+    /// A connection or disconnection code: answer, change the membership, play the outcome,
+    /// hang up after the confirmation.
+    #[allow(clippy::too_many_arguments)]
+    fn answer_code(
+        &mut self,
+        now: Instant,
+        sim: &mut Simulation,
+        tx: TxId,
+        request: &Request,
+        source: Target,
+        user: &str,
+        queue: &str,
+        login: bool,
+    ) {
+        let who = (user, queue);
+        let Some(offer) = parse_sdp(&request.body) else {
+            self.refuse(
+                now,
+                tx,
+                request,
+                who,
+                488,
+                "lab: send an SDP offer in the INVITE",
+            );
+            return;
+        };
+        let Some(port) = self.free_ports.pop_front() else {
+            self.refuse(now, tx, request, who, 503, "lab: all media ports are busy");
+            return;
+        };
+        let tag = self.new_tag();
+        let Some(dialog) = Dialog::from_uas(request, &tag) else {
+            self.free_ports.push_back(port);
+            self.refuse(now, tx, request, who, 400, "Missing Contact or From tag");
+            return;
+        };
+        let session_id = u64::from(self.rng.gen::<u32>());
+        let local = self.local_media(port);
+        let (answer, negotiated) = match sdp::build_answer(&offer, &local, session_id, 1) {
+            Ok(pair) => pair,
+            Err(error) => {
+                self.free_ports.push_back(port);
+                tracing::debug!(%error, "code call without a usable offer");
+                self.refuse(
+                    now,
+                    tx,
+                    request,
+                    who,
+                    488,
+                    "lab: no common audio codec (PCMU, PCMA)",
+                );
+                return;
+            }
+        };
+        let via = queue_log_id(request.call_id().unwrap_or_default());
+        // The phone is on this call: no queue call rings it until the lab hangs up (Asterisk's
+        // device state does the same for a member that is in use).
+        sim.set_agent_busy(now, user, true);
+        let changed = if login {
+            sim.real_agent_login(now, queue, user, &via)
+        } else {
+            sim.real_agent_logout(now, queue, user, &via)
+        };
+        if let Err(error) = &changed {
+            tracing::info!(%error, user, queue, "queue membership unchanged");
+        }
+        let accepted = changed.is_ok();
+        let tone = if accepted {
+            ToneGenerator::new(Tone::CallWaiting, ToneRegion::Eu, 8000)
+        } else {
+            ToneGenerator::new(Tone::Congestion, ToneRegion::Us, 8000)
+        };
+        let audio = tone.map_or(Audio::Silence, Audio::Tone);
+
+        let mut ok = tagged_response(request, 200, &tag);
+        ok.headers.push("Contact", self.contact_value());
+        self.add_capabilities(&mut ok);
+        ok.set_body("application/sdp", answer.to_string().into_bytes());
+        let retransmit = self.start_retransmit(now, &ok);
+        self.respond(now, tx, ok);
+
+        let mut leg = Leg::new(
+            LegKind::Code {
+                agent: user.to_owned(),
+            },
+            LegState::Answered,
+            source,
+            port,
+            request.call_id().unwrap_or_default().to_owned(),
+        );
+        leg.dialog = Some(dialog);
+        leg.sdp_session = session_id;
+        leg.ok_retransmit = Some(retransmit);
+        leg.hang_up_at = now.checked_add(self.config.confirmation);
+        leg.media = start_media(now, &negotiated, audio, self.rng.gen());
+        self.insert_leg(leg);
+        self.events.push_back(PbxEvent::CodeDialled {
+            user: user.to_owned(),
+            queue: queue.to_owned(),
+            login,
+            accepted,
+        });
+    }
+
+    fn on_reinvite(&mut self, now: Instant, tx: TxId, request: &Request) {
+        let Some(id) = self.leg_for_request(request) else {
+            self.respond(now, tx, request.response(481));
+            return;
+        };
+        let contact = self.contact_value();
+        let media_ip = self.config.media_ip;
+        let Some(leg) = self.legs.get_mut(&id) else {
+            return;
+        };
+        let in_order = leg
+            .dialog
+            .as_mut()
+            .is_some_and(|dialog| dialog.accept_remote_cseq(request).is_ok());
+        if !in_order {
+            self.respond(now, tx, request.response(500));
+            return;
+        }
+        if leg.state != LegState::Confirmed {
+            self.respond(now, tx, request.response(491));
+            return;
+        }
+        let Some(offer) = parse_sdp(&request.body) else {
+            let response =
+                request.response_with_reason(488, "lab: send an SDP offer in the re-INVITE");
+            self.respond(now, tx, response);
+            return;
+        };
+        let local = local_media(media_ip, leg.local_port);
+        let version = leg.sdp_version.saturating_add(1);
+        let Ok((answer, negotiated)) = sdp::build_answer(&offer, &local, leg.sdp_session, version)
+        else {
+            self.respond(now, tx, request.response(488));
+            return;
+        };
+        leg.sdp_version = version;
+        if let Some(dialog) = leg.dialog.as_mut() {
+            dialog.refresh_target(request);
+        }
+        if let Some(media) = leg.media.as_mut() {
+            media.session.update(media_params(&negotiated));
+        }
+        let mut ok = request.response(200);
+        ok.headers.push("Contact", contact);
+        self.add_capabilities(&mut ok);
+        ok.set_body("application/sdp", answer.to_string().into_bytes());
+        let retransmit = self.start_retransmit(now, &ok);
+        if let Some(leg) = self.legs.get_mut(&id) {
+            leg.ok_retransmit = Some(retransmit);
+        }
+        self.respond(now, tx, ok);
+    }
+
+    fn on_ack(&mut self, now: Instant, request: &Request) {
+        let Some(id) = self.leg_for_request(request) else {
+            return;
+        };
+        let Some(leg) = self.legs.get_mut(&id) else {
+            return;
+        };
+        leg.ok_retransmit = None;
+        if leg.state == LegState::Answered {
+            leg.state = LegState::Confirmed;
+        }
+        if leg.hang_up_after_ack {
+            self.send_bye(now, id);
+        }
+    }
+
+    fn on_bye(&mut self, now: Instant, sim: &mut Simulation, tx: TxId, request: &Request) {
+        let Some(id) = self.leg_for_request(request) else {
+            let mut response = request.response(481);
+            self.add_to_tag(&mut response);
+            self.respond(now, tx, response);
+            return;
+        };
+        self.respond(now, tx, request.response(200));
+        let Some(leg) = self.legs.get(&id) else {
+            return;
+        };
+        if leg.state == LegState::Ending {
+            // Our BYE crossed theirs: the leg goes when ours is answered.
+            return;
+        }
+        let connected = matches!(leg.state, LegState::Answered | LegState::Confirmed);
+        let kind = leg.kind.clone();
+        self.remove_leg(id);
+        if let (LegKind::Agent { call_id, agent }, true) = (kind, connected) {
+            sim.call_ended(now, &call_id, true);
+            self.events.push_back(PbxEvent::CallEnded {
+                call_id,
+                agent,
+                by_agent: true,
+            });
+        }
+    }
+
+    // -- responses to our requests ------------------------------------------------------------
+
+    fn on_response(&mut self, now: Instant, sim: &mut Simulation, tx: TxId, response: Response) {
+        let Some(&(id, purpose)) = self.pending.get(&tx) else {
+            return;
+        };
+        let invite_2xx = purpose == Purpose::Invite && response.is_success();
+        // An INVITE's 2xx may come again while its transaction is Accepted: keep the mapping
+        // until the layer terminates it, so every copy gets our ACK.
+        if response.status >= 200 && !invite_2xx {
+            self.pending.remove(&tx);
+        }
+        match purpose {
+            Purpose::Invite => self.on_invite_response(now, sim, id, response),
+            Purpose::Bye if response.status >= 200 => self.remove_leg(id),
+            Purpose::Bye | Purpose::Cancel => {}
+        }
+    }
+
+    fn on_invite_response(
+        &mut self,
+        now: Instant,
+        sim: &mut Simulation,
+        id: LegId,
+        response: Response,
+    ) {
+        let Some(leg) = self.legs.get_mut(&id) else {
+            return;
+        };
+        match response.status {
+            100 => {}
+            101..=199 => {
+                leg.got_provisional = true;
+                if leg.cancel_requested && !leg.cancel_sent {
+                    self.send_cancel(now, id);
+                }
+            }
+            200..=299 => self.on_agent_answer(now, sim, id, &response),
+            status => {
+                let cancelled = leg.cancel_requested;
+                let kind = leg.kind.clone();
+                self.remove_leg(id);
+                if !cancelled {
+                    self.reject(now, sim, &kind, status);
+                }
+            }
+        }
+    }
+
+    fn on_agent_answer(
+        &mut self,
+        now: Instant,
+        sim: &mut Simulation,
+        id: LegId,
+        response: &Response,
+    ) {
+        let via = self.new_via();
+        let Some(leg) = self.legs.get_mut(&id) else {
+            return;
+        };
+        if leg.dialog.is_some() {
+            // A retransmitted 2xx: our ACK was lost.
+            if let Some(ack) = leg.ack.clone() {
+                let peer = leg.peer;
+                self.out.push_back(Transmit {
+                    target: peer,
+                    bytes: ack,
+                });
+            }
+            return;
+        }
+        let Some(invite) = leg.invite.clone() else {
+            return;
+        };
+        let Some(mut dialog) = Dialog::from_uac(&invite, response) else {
+            tracing::warn!("an agent's 2xx lacks the headers a dialog needs; giving up on it");
+            let cancelled = leg.cancel_requested;
+            let kind = leg.kind.clone();
+            self.remove_leg(id);
+            if !cancelled {
+                self.reject(now, sim, &kind, 500);
+            }
+            return;
+        };
+        let seq = invite.cseq().map_or(1, |c| c.seq);
+        dialog.local_seq = dialog.local_seq.max(seq);
+        let ack = dialog.ack(seq, via).to_bytes();
+        leg.ack = Some(ack.clone());
+        leg.dialog = Some(dialog);
+        leg.cancel_give_up_at = None;
+        let peer = leg.peer;
+        self.out.push_back(Transmit {
+            target: peer,
+            bytes: ack,
+        });
+        if leg.cancel_requested {
+            // Answered while our CANCEL was on its way (or before we could send it): the
+            // queue has moved on, so end the call.
+            self.send_bye(now, id);
+            return;
+        }
+        let negotiated = match (leg.offer.as_ref(), parse_sdp(&response.body)) {
+            (Some(offer), Some(answer)) => sdp::accept_answer(offer, &answer).ok(),
+            _ => None,
+        };
+        let LegKind::Agent { call_id, agent } = leg.kind.clone() else {
+            return;
+        };
+        let Some(negotiated) = negotiated else {
+            tracing::info!(%agent, "the agent's answer has no usable audio; hanging up");
+            let kind = leg.kind.clone();
+            self.send_bye(now, id);
+            self.reject(now, sim, &kind, 488);
+            return;
+        };
+        let agent_leg = queue_log_id(&leg.sip_call_id);
+        match sim.agent_answered(now, &call_id, &agent, &agent_leg) {
+            Ok(()) => {
+                let seed = self.rng.gen();
+                if let Some(leg) = self.legs.get_mut(&id) {
+                    leg.state = LegState::Confirmed;
+                    let audio = Audio::Voice(CallerVoice::new(8000));
+                    leg.media = start_media(now, &negotiated, audio, seed);
+                }
+                self.events
+                    .push_back(PbxEvent::AgentAnswered { call_id, agent });
+            }
+            Err(error) => {
+                tracing::info!(%error, %agent, "answered too late; hanging up");
+                self.send_bye(now, id);
+            }
+        }
+    }
+
+    /// A client transaction got no final response (Timer B/F) or could not be sent.
+    fn on_client_failure(&mut self, now: Instant, sim: &mut Simulation, tx: TxId, status: u16) {
+        let Some((id, purpose)) = self.pending.remove(&tx) else {
+            return;
+        };
+        let Some(leg) = self.legs.get(&id) else {
+            return;
+        };
+        match purpose {
+            Purpose::Invite if leg.state == LegState::Calling => {
+                let cancelled = leg.cancel_requested;
+                let kind = leg.kind.clone();
+                self.remove_leg(id);
+                if !cancelled {
+                    self.reject(now, sim, &kind, status);
+                }
+            }
+            Purpose::Bye => self.remove_leg(id),
+            Purpose::Invite | Purpose::Cancel => {}
+        }
+    }
+
+    /// A 2xx to an INVITE whose transaction is gone: ACK it again if it is one of ours.
+    fn on_stray_response(&mut self, response: Response) {
+        let call_id = response.call_id().unwrap_or_default();
+        let found = self
+            .legs
+            .values()
+            .find(|leg| leg.sip_call_id == call_id)
+            .and_then(|leg| leg.ack.clone().map(|ack| (leg.peer, ack)));
+        if let Some((peer, ack)) = found {
+            self.out.push_back(Transmit {
+                target: peer,
+                bytes: ack,
+            });
+        } else {
+            tracing::debug!(%call_id, "2xx for no leg of ours");
+        }
+    }
+
+    // -- the simulation's actions -------------------------------------------------------------
+
+    fn ring_agent(
+        &mut self,
+        now: Instant,
+        sim: &mut Simulation,
+        queue: &str,
+        call_id: &str,
+        caller_id: &str,
+        agent: &str,
+    ) {
+        let kind = LegKind::Agent {
+            call_id: call_id.to_owned(),
+            agent: agent.to_owned(),
+        };
+        if self
+            .legs
+            .values()
+            .any(|leg| leg.is_agent_leg(call_id, agent) && leg.state != LegState::Ending)
+        {
+            return;
+        }
+        let Some(binding) = self.registrar.lookup(now, agent).into_iter().next() else {
+            self.reject(now, sim, &kind, 480);
+            return;
+        };
+        let Some(port) = self.free_ports.pop_front() else {
+            self.reject(now, sim, &kind, 503);
+            return;
+        };
+        let peer = Target {
+            transport: Transport::Udp,
+            addr: binding.source,
+        };
+        let sip_call_id = self.new_call_id();
+        let tag = self.new_tag();
+        let session_id = u64::from(self.rng.gen::<u32>());
+        let offer = sdp::build_offer(&self.local_media(port), session_id, 1);
+        let host = host_for_uri(self.config.sip_addr.ip());
+
+        let mut caller = NameAddr::new(Uri::sip(
+            Some(&caller_user(caller_id)),
+            &self.config.realm,
+            None,
+        ));
+        caller.display_name = Some(format!("{queue}: {caller_id}"));
+        let to = NameAddr::new(Uri::sip(Some(agent), &host, None));
+        let mut invite = Request::new(Method::Invite, binding.contact.without_headers());
+        let via = self.new_via();
+        let h = &mut invite.headers;
+        h.push("Via", via.to_string());
+        h.push("Max-Forwards", "70");
+        h.push("From", caller.with_tag(&tag).to_string());
+        h.push("To", to.to_string());
+        h.push("Call-ID", sip_call_id.clone());
+        h.push("CSeq", "1 INVITE");
+        h.push("Contact", self.contact_value());
+        h.push("Allow", ALLOW);
+        h.push("User-Agent", self.config.user_agent.clone());
+        invite.set_body("application/sdp", offer.to_string().into_bytes());
+
+        let tx = match self.tx.send_request(now, invite.clone(), peer) {
+            Ok(tx) => tx,
+            Err(error) => {
+                tracing::warn!(%error, "could not send the INVITE to an agent");
+                self.free_ports.push_back(port);
+                self.reject(now, sim, &kind, 500);
+                return;
+            }
+        };
+        let mut leg = Leg::new(kind, LegState::Calling, peer, port, sip_call_id);
+        leg.sdp_session = session_id;
+        leg.invite = Some(invite);
+        leg.invite_tx = Some(tx);
+        leg.offer = Some(offer);
+        let id = self.insert_leg(leg);
+        self.pending.insert(tx, (id, Purpose::Invite));
+        self.events.push_back(PbxEvent::AgentRinging {
+            call_id: call_id.to_owned(),
+            agent: agent.to_owned(),
+            caller_id: caller_id.to_owned(),
+        });
+    }
+
+    fn stop_ringing(&mut self, now: Instant, call_id: &str, agent: &str) {
+        let ids: Vec<LegId> = self
+            .legs
+            .iter()
+            .filter(|(_, leg)| leg.is_agent_leg(call_id, agent) && leg.state == LegState::Calling)
+            .map(|(&id, _)| id)
+            .collect();
+        for id in ids {
+            self.cancel_leg(now, id);
+        }
+    }
+
+    fn end_queue_call(&mut self, now: Instant, call_id: &str) {
+        let ids: Vec<(LegId, LegState)> = self
+            .legs
+            .iter()
+            .filter(
+                |(_, leg)| matches!(&leg.kind, LegKind::Agent { call_id: c, .. } if c == call_id),
+            )
+            .map(|(&id, leg)| (id, leg.state))
+            .collect();
+        for (id, state) in ids {
+            match state {
+                LegState::Calling => self.cancel_leg(now, id),
+                LegState::Answered | LegState::Confirmed => self.send_bye(now, id),
+                LegState::Ending => {}
+            }
+        }
+    }
+
+    /// Stop ringing: CANCEL now if the phone has sent a provisional response, else as soon
+    /// as it does (RFC 3261 §9.1); a 2xx that crosses it is ACKed and ended with BYE.
+    fn cancel_leg(&mut self, now: Instant, id: LegId) {
+        let Some(leg) = self.legs.get_mut(&id) else {
+            return;
+        };
+        leg.cancel_requested = true;
+        if leg.got_provisional && !leg.cancel_sent {
+            self.send_cancel(now, id);
+        }
+    }
+
+    // -- sending ------------------------------------------------------------------------------
+
+    fn send_cancel(&mut self, now: Instant, id: LegId) {
+        let give_up = self.config.timers.t1.saturating_mul(64);
+        let Some(leg) = self.legs.get_mut(&id) else {
+            return;
+        };
+        let Some(invite) = leg.invite.as_ref() else {
+            return;
+        };
+        let cancel = transaction::build_cancel(invite);
+        leg.cancel_sent = true;
+        leg.cancel_give_up_at = now.checked_add(give_up);
+        let peer = leg.peer;
+        match self.tx.send_request(now, cancel, peer) {
+            Ok(tx) => {
+                self.pending.insert(tx, (id, Purpose::Cancel));
+            }
+            Err(error) => tracing::warn!(%error, "could not send a CANCEL"),
+        }
+    }
+
+    fn send_bye(&mut self, now: Instant, id: LegId) {
+        let via = self.new_via();
+        let Some(leg) = self.legs.get_mut(&id) else {
+            return;
+        };
+        leg.state = LegState::Ending;
+        leg.media = None;
+        leg.ok_retransmit = None;
+        leg.hang_up_at = None;
+        leg.hang_up_after_ack = false;
+        leg.cancel_give_up_at = None;
+        let peer = leg.peer;
+        let Some(dialog) = leg.dialog.as_mut() else {
+            self.remove_leg(id);
+            return;
+        };
+        let bye = dialog.new_request(Method::Bye, via);
+        match self.tx.send_request(now, bye, peer) {
+            Ok(tx) => {
+                self.pending.insert(tx, (id, Purpose::Bye));
+            }
+            Err(error) => {
+                tracing::warn!(%error, "could not send a BYE");
+                self.remove_leg(id);
+            }
+        }
+    }
+
+    fn respond(&mut self, now: Instant, tx: TxId, response: Response) {
+        if let Err(error) = self.tx.respond(now, tx, response) {
+            tracing::debug!(%error, "response on a finished transaction");
+        }
+    }
+
+    /// Refuse a new INVITE with `status` and say so.
+    fn refuse(
+        &mut self,
+        now: Instant,
+        tx: TxId,
+        request: &Request,
+        (user, number): (&str, &str),
+        status: u16,
+        reason: &str,
+    ) {
+        let mut response = request.response_with_reason(status, reason);
+        if status == 503 {
+            response.headers.push("Retry-After", "5");
+        }
+        self.add_to_tag(&mut response);
+        self.respond(now, tx, response);
+        self.events.push_back(PbxEvent::Refused {
+            user: user.to_owned(),
+            number: number.to_owned(),
+            status,
+        });
+    }
+
+    /// Tell the queue an agent's leg failed.
+    fn reject(&mut self, now: Instant, sim: &mut Simulation, kind: &LegKind, status: u16) {
+        if let LegKind::Agent { call_id, agent } = kind {
+            sim.agent_rejected(now, call_id, agent);
+            self.events.push_back(PbxEvent::AgentRejected {
+                call_id: call_id.clone(),
+                agent: agent.clone(),
+                status,
+            });
+        }
+    }
+
+    // -- timers -------------------------------------------------------------------------------
+
+    fn leg_timers(&mut self, now: Instant, id: LegId) {
+        let t2 = self.config.timers.t2;
+        let Some(leg) = self.legs.get_mut(&id) else {
+            return;
+        };
+        if let Some(retransmit) = leg.ok_retransmit.as_mut() {
+            if retransmit.give_up_at <= now {
+                // No ACK in 64·T1: the dialog counts as confirmed, the session ends (§13.3.1.4).
+                tracing::info!(call_id = %leg.sip_call_id, "no ACK for our 2xx; hanging up");
+                leg.ok_retransmit = None;
+                self.send_bye(now, id);
+                return;
+            }
+            if retransmit.next_at <= now {
+                let bytes = retransmit.bytes.clone();
+                retransmit.interval = retransmit.interval.saturating_mul(2).min(t2);
+                retransmit.next_at = now + retransmit.interval;
+                let peer = leg.peer;
+                self.out.push_back(Transmit {
+                    target: peer,
+                    bytes,
+                });
+            }
+        }
+        let Some(leg) = self.legs.get_mut(&id) else {
+            return;
+        };
+        if leg.hang_up_at.is_some_and(|at| at <= now) {
+            leg.hang_up_at = None;
+            match leg.state {
+                LegState::Confirmed => {
+                    self.send_bye(now, id);
+                    return;
+                }
+                // A BYE before the ACK is not allowed (§15): wait for it (or for the 2xx to
+                // give up).
+                LegState::Answered => leg.hang_up_after_ack = true,
+                LegState::Calling | LegState::Ending => {}
+            }
+        }
+        if leg.cancel_give_up_at.is_some_and(|at| at <= now) {
+            // No final response 64·T1 after our CANCEL: the INVITE transaction cannot end on
+            // its own, so end it here (§9.1).
+            if let Some(tx) = leg.invite_tx {
+                self.tx.terminate(tx);
+            }
+            self.remove_leg(id);
+            return;
+        }
+        self.tick_media(now, id);
+    }
+
+    fn tick_media(&mut self, now: Instant, id: LegId) {
+        let Some(leg) = self.legs.get_mut(&id) else {
+            return;
+        };
+        let local_port = leg.local_port;
+        let Some(media) = leg.media.as_mut() else {
+            return;
+        };
+        let mut frames = 0;
+        while media.next_tick <= now {
+            if frames >= MAX_CATCH_UP_FRAMES {
+                media.next_tick = now + media.packet_time;
+                break;
+            }
+            let samples = media.session.frame_samples();
+            media.mic.resize(samples, 0);
+            media.audio.fill(&mut media.mic);
+            let at = media.next_tick;
+            media.session.tick(at, &media.mic, &mut media.speaker);
+            media.next_tick = at + media.packet_time;
+            frames += 1;
+        }
+        while let Some((channel, remote, bytes)) = media.session.poll_transmit() {
+            if channel == Channel::Rtp {
+                self.media_out.push_back(MediaTransmit {
+                    local_port,
+                    remote,
+                    bytes,
+                });
+            }
+        }
+    }
+
+    // -- helpers ------------------------------------------------------------------------------
+
+    fn insert_leg(&mut self, leg: Leg) -> LegId {
+        let id = self.next_leg;
+        self.next_leg = self.next_leg.wrapping_add(1);
+        self.legs.insert(id, leg);
+        id
+    }
+
+    fn remove_leg(&mut self, id: LegId) {
+        if let Some(leg) = self.legs.remove(&id) {
+            self.free_ports.push_back(leg.local_port);
+            if let LegKind::Code { agent } = leg.kind {
+                self.idle_agents.push(agent);
+            }
+        }
+    }
+
+    fn leg_for_request(&self, request: &Request) -> Option<LegId> {
+        self.legs
+            .iter()
+            .find(|(_, leg)| {
+                leg.dialog
+                    .as_ref()
+                    .is_some_and(|dialog| dialog.matches_request(request))
+            })
+            .map(|(&id, _)| id)
+    }
+
+    fn note_registrar_event(&mut self, event: RegistrarEvent) {
+        self.events.push_back(match event {
+            RegistrarEvent::Registered { user, contact } => PbxEvent::Registered {
+                user,
+                contact: contact.to_string(),
+            },
+            RegistrarEvent::Unregistered {
+                user,
+                contact,
+                expired,
+            } => PbxEvent::Unregistered {
+                user,
+                contact: contact.to_string(),
+                expired,
+            },
+        });
+    }
+
+    fn start_retransmit(&self, now: Instant, ok: &Response) -> Retransmit {
+        let t1 = self.config.timers.t1;
+        Retransmit {
+            bytes: ok.to_bytes(),
+            next_at: now + t1,
+            interval: t1,
+            give_up_at: now + t1.saturating_mul(64),
+        }
+    }
+
+    fn local_media(&self, port: u16) -> LocalMedia {
+        local_media(self.config.media_ip, port)
+    }
+
+    fn new_tag(&mut self) -> String {
+        format!("{:016x}", self.rng.gen::<u64>())
+    }
+
+    fn new_call_id(&mut self) -> String {
+        format!(
+            "{:016x}{:08x}@ringside-lab",
+            self.rng.gen::<u64>(),
+            self.rng.gen::<u32>()
+        )
+    }
+
+    fn new_via(&mut self) -> Via {
+        let branch = transaction::new_branch(self.rng.gen());
+        let mut via = Via::new(
+            "UDP",
+            &host_for_uri(self.config.sip_addr.ip()),
+            Some(self.config.sip_addr.port()),
+            &branch,
+        );
+        via.set_param("rport", None);
+        via
+    }
+
+    fn contact_value(&self) -> String {
+        let uri = Uri::sip(
+            Some("lab"),
+            &host_for_uri(self.config.sip_addr.ip()),
+            Some(self.config.sip_addr.port()),
+        );
+        format!("<{uri}>")
+    }
+
+    fn add_to_tag(&mut self, response: &mut Response) {
+        if response.status > 100 && response.to_tag().is_none() {
+            if let Some(to) = response.to_header() {
+                let tag = self.new_tag();
+                response.headers.set("To", to.with_tag(&tag).to_string());
+            }
+        }
+    }
+
+    fn add_capabilities(&self, response: &mut Response) {
+        response.headers.set("Allow", ALLOW);
+        response.headers.set("Accept", "application/sdp");
+        response
+            .headers
+            .set("Server", self.config.user_agent.clone());
+    }
+}
+
+fn local_media(address: IpAddr, port: u16) -> LocalMedia {
+    LocalMedia {
+        address,
+        port,
+        codecs: vec![Codec::pcmu(), Codec::pcma()],
+        telephone_event: Some(TELEPHONE_EVENT_PT),
+        direction: Direction::SendRecv,
+        ptime: Some(sdp::DEFAULT_PTIME_MS),
+    }
+}
+
+fn media_params(negotiated: &Negotiated) -> MediaParams {
+    MediaParams {
+        remote: negotiated.remote_rtp(),
+        codec: negotiated.codec.name.clone(),
+        payload_type: negotiated.codec.payload_type,
+        telephone_event: negotiated.telephone_event,
+        sending: negotiated.local_direction.sends() && !negotiated.remote_on_hold_sentinel,
+        receiving: negotiated.local_direction.receives(),
+        ptime_ms: negotiated.ptime,
+    }
+}
+
+fn start_media(now: Instant, negotiated: &Negotiated, audio: Audio, seed: u64) -> Option<LegMedia> {
+    // No RTCP leaves the lab, so its wall-clock anchor does not matter.
+    match MediaSession::new(media_params(negotiated), seed, now, Duration::ZERO) {
+        Ok(session) => Some(LegMedia {
+            packet_time: session.packet_time(),
+            session,
+            audio,
+            next_tick: now,
+            mic: Vec::new(),
+            speaker: Vec::new(),
+        }),
+        Err(error) => {
+            tracing::warn!(%error, "no media for this leg");
+            None
+        }
+    }
+}
+
+fn parse_sdp(body: &[u8]) -> Option<SessionDescription> {
+    if body.is_empty() {
+        return None;
+    }
+    let text = std::str::from_utf8(body).ok()?;
+    SessionDescription::parse(text).ok()
+}
+
+fn tagged_response(request: &Request, status: u16, tag: &str) -> Response {
+    let mut response = request.response(status);
+    if let Some(to) = request.to_header() {
+        response.headers.set("To", to.with_tag(tag).to_string());
+    }
+    response
+}
+
+/// A caller ID as the user part of a SIP URI: digits and `+` stay, anything else (a virtual
+/// caller's "anonymous", say) is kept only if it is a plain token.
+fn caller_user(caller_id: &str) -> String {
+    let clean: String = caller_id
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.' | '_'))
+        .collect();
+    if clean.is_empty() {
+        "anonymous".to_owned()
+    } else {
+        clean
+    }
+}
+
+/// An id for queue_log's callid field: no field separator, no line breaks, bounded length.
+fn queue_log_id(call_id: &str) -> String {
+    call_id
+        .chars()
+        .take(MAX_LOG_ID_CHARS)
+        .map(|c| if c == '|' || c.is_control() { '_' } else { c })
+        .collect()
+}
+
+fn host_for_uri(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => format!("[{v6}]"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The lab driven by ringside's own `UserAgent` over an in-memory wire with a virtual
+    //! clock: every SIP message and RTP packet crosses the wire (1 ms, or seeded loss).
+    use super::*;
+    use crate::config::Secret;
+    use crate::lab::config::LabConfig;
+    use crate::media::tones::goertzel;
+    use crate::sip::ua::{CallId, Command, EndedBy, UaConfig, UaEvent, UserAgent};
+
+    const EPOCH: u64 = 1_795_259_540;
+    const LAB_IP: [u8; 4] = [127, 0, 0, 1];
+    const LAB_MEDIA_PORTS: std::ops::Range<u16> = 40_000..40_008;
+
+    fn lab_sip() -> SocketAddr {
+        SocketAddr::from((LAB_IP, 5060))
+    }
+
+    struct XorShift(u64);
+    impl XorShift {
+        fn next(&mut self) -> u64 {
+            let mut x = self.0;
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            self.0 = x;
+            x
+        }
+    }
+
+    struct Packet {
+        at: Instant,
+        seq: u64,
+        from: SocketAddr,
+        to: SocketAddr,
+        bytes: Vec<u8>,
+    }
+
+    struct PhoneMedia {
+        call: CallId,
+        session: MediaSession,
+        local: SocketAddr,
+        next_tick: Instant,
+    }
+
+    struct Phone {
+        addr: SocketAddr,
+        ua: UserAgent,
+        events: Vec<(Instant, UaEvent)>,
+        media: Vec<PhoneMedia>,
+        heard: HashMap<CallId, Vec<i16>>,
+    }
+
+    struct World {
+        now: Instant,
+        pbx: LabPbx,
+        sim: Simulation,
+        phones: Vec<Phone>,
+        wire: Vec<Packet>,
+        seq: u64,
+        rng: XorShift,
+        loss_percent: u64,
+        /// "from -> to: first line" of every SIP message put on the wire.
+        trace: Vec<String>,
+        log: String,
+        pbx_events: Vec<PbxEvent>,
+        rtp_to_lab: usize,
+    }
+
+    fn lab_config(talk: Duration) -> LabConfig {
+        let mut config = LabConfig::default();
+        config.simulation.bots = 0;
+        config.simulation.callers_per_minute = 0.0;
+        config.simulation.patience_mean = Duration::from_secs(3600);
+        config.simulation.talk_mean = talk;
+        config
+    }
+
+    impl World {
+        fn new(talk: Duration, loss_percent: u64) -> World {
+            let config = lab_config(talk);
+            let now = Instant::now();
+            let mut sim = Simulation::new(config.clone(), 7);
+            sim.set_wall_clock(now, Duration::from_secs(EPOCH));
+            sim.start(now);
+            let pbx = LabPbx::new(
+                PbxConfig::new(lab_sip(), LAB_MEDIA_PORTS.collect()),
+                &config,
+                99,
+            );
+            World {
+                now,
+                pbx,
+                sim,
+                phones: Vec::new(),
+                wire: Vec::new(),
+                seq: 0,
+                rng: XorShift(0x9e37_79b9_7f4a_7c15),
+                loss_percent,
+                trace: Vec::new(),
+                log: String::new(),
+                pbx_events: Vec::new(),
+                rtp_to_lab: 0,
+            }
+        }
+
+        fn add_phone(
+            &mut self,
+            user: &str,
+            last: u8,
+            configure: impl FnOnce(&mut UaConfig),
+        ) -> usize {
+            let addr = SocketAddr::from(([127, 0, 0, last], 5060));
+            let mut config = UaConfig::simple(user, addr, lab_sip());
+            config.password = Secret::new(format!("lab{user}"));
+            config.rtp_ports = (20_000, 20_098);
+            configure(&mut config);
+            self.phones.push(Phone {
+                addr,
+                ua: UserAgent::new(config, u64::from(last)),
+                events: Vec::new(),
+                media: Vec::new(),
+                heard: HashMap::new(),
+            });
+            self.phones.len() - 1
+        }
+
+        fn command(&mut self, phone: usize, command: Command) {
+            let now = self.now;
+            self.phones[phone]
+                .ua
+                .command(now, command)
+                .expect("command accepted");
+            self.collect();
+        }
+
+        fn send(&mut self, from: SocketAddr, to: SocketAddr, bytes: Vec<u8>) {
+            if self.rng.next() % 100 < self.loss_percent {
+                return;
+            }
+            self.seq += 1;
+            self.wire.push(Packet {
+                at: self.now + Duration::from_millis(1),
+                seq: self.seq,
+                from,
+                to,
+                bytes,
+            });
+        }
+
+        fn send_sip(&mut self, from: SocketAddr, to: SocketAddr, bytes: Vec<u8>) {
+            let first = String::from_utf8_lossy(&bytes)
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+            self.trace.push(format!("{from} -> {to}: {first}"));
+            self.send(from, to, bytes);
+        }
+
+        fn collect(&mut self) {
+            let now = self.now;
+            while let Some(t) = self.pbx.poll_transmit() {
+                self.send_sip(lab_sip(), t.target.addr, t.bytes);
+            }
+            while let Some(m) = self.pbx.poll_media() {
+                let from = SocketAddr::from((LAB_IP, m.local_port));
+                self.send(from, m.remote, m.bytes);
+            }
+            while let Some(e) = self.pbx.poll_event() {
+                self.pbx_events.push(e);
+            }
+            self.log.push_str(&self.sim.poll_queue_log());
+            while self.sim.poll_event().is_some() {}
+            for index in 0..self.phones.len() {
+                let addr = self.phones[index].addr;
+                while let Some(t) = self.phones[index].ua.poll_transmit() {
+                    self.send_sip(addr, t.target.addr, t.bytes);
+                }
+                while let Some(event) = self.phones[index].ua.poll_event() {
+                    let phone = &mut self.phones[index];
+                    match &event {
+                        UaEvent::Media {
+                            call,
+                            local_port,
+                            remote: Some(remote),
+                            codec: Some(codec),
+                            payload_type: Some(payload_type),
+                            telephone_event,
+                            sending,
+                            receiving,
+                        } => {
+                            phone.media.retain(|m| m.call != *call);
+                            let params = MediaParams {
+                                remote: *remote,
+                                codec: codec.clone(),
+                                payload_type: *payload_type,
+                                telephone_event: *telephone_event,
+                                sending: *sending,
+                                receiving: *receiving,
+                                ptime_ms: 20,
+                            };
+                            let session = MediaSession::new(params, 5, now, Duration::ZERO)
+                                .expect("media session");
+                            phone.media.push(PhoneMedia {
+                                call: *call,
+                                session,
+                                local: SocketAddr::new(addr.ip(), *local_port),
+                                next_tick: now,
+                            });
+                        }
+                        UaEvent::CallEnded { call, .. } => phone.media.retain(|m| m.call != *call),
+                        _ => {}
+                    }
+                    phone.events.push((now, event));
+                }
+                let mut outgoing = Vec::new();
+                for media in &mut self.phones[index].media {
+                    while let Some((channel, to, bytes)) = media.session.poll_transmit() {
+                        if channel == Channel::Rtp {
+                            outgoing.push((media.local, to, bytes));
+                        }
+                    }
+                }
+                for (from, to, bytes) in outgoing {
+                    self.send(from, to, bytes);
+                }
+            }
+        }
+
+        fn deliver(&mut self, packet: Packet) {
+            let now = self.now;
+            if packet.to == lab_sip() {
+                self.pbx
+                    .handle_datagram(now, &mut self.sim, packet.from, &packet.bytes);
+                return;
+            }
+            if packet.to.ip() == IpAddr::from(LAB_IP) && LAB_MEDIA_PORTS.contains(&packet.to.port())
+            {
+                self.rtp_to_lab += 1;
+                self.pbx
+                    .handle_rtp(now, packet.to.port(), packet.from, &packet.bytes);
+                return;
+            }
+            for phone in &mut self.phones {
+                if phone.addr == packet.to {
+                    let source = Target {
+                        transport: Transport::Udp,
+                        addr: packet.from,
+                    };
+                    phone.ua.handle_datagram(now, source, &packet.bytes);
+                    return;
+                }
+                if let Some(media) = phone.media.iter_mut().find(|m| m.local == packet.to) {
+                    media.session.handle_rtp(now, packet.from, &packet.bytes);
+                    return;
+                }
+            }
+        }
+
+        /// Advance to the next delivery or timer; false when nothing is left to happen.
+        fn step(&mut self) -> bool {
+            let next = [
+                self.wire.iter().map(|p| p.at).min(),
+                self.pbx.poll_timeout(),
+                self.sim.poll_timeout(),
+                self.phones.iter().filter_map(|p| p.ua.poll_timeout()).min(),
+                self.phones
+                    .iter()
+                    .flat_map(|p| p.media.iter().map(|m| m.next_tick))
+                    .min(),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
+            let Some(next) = next else {
+                return false;
+            };
+            self.now = self.now.max(next);
+            let now = self.now;
+            let mut due: Vec<Packet> = Vec::new();
+            let mut rest = Vec::new();
+            for packet in self.wire.drain(..) {
+                if packet.at <= now {
+                    due.push(packet);
+                } else {
+                    rest.push(packet);
+                }
+            }
+            self.wire = rest;
+            due.sort_by_key(|p| (p.at, p.seq));
+            for packet in due {
+                self.deliver(packet);
+            }
+            if self.sim.poll_timeout().is_some_and(|at| at <= now) {
+                self.sim.handle_timeout(now);
+                self.pbx.handle_sim_actions(now, &mut self.sim);
+            }
+            if self.pbx.poll_timeout().is_some_and(|at| at <= now) {
+                self.pbx.handle_timeout(now, &mut self.sim);
+            }
+            for phone in &mut self.phones {
+                if phone.ua.poll_timeout().is_some_and(|at| at <= now) {
+                    phone.ua.handle_timeout(now);
+                }
+                let silence = [0i16; 160];
+                let mut speaker = Vec::new();
+                for media in &mut phone.media {
+                    while media.next_tick <= now {
+                        media.session.tick(media.next_tick, &silence, &mut speaker);
+                        media.next_tick += Duration::from_millis(20);
+                        phone
+                            .heard
+                            .entry(media.call)
+                            .or_default()
+                            .extend_from_slice(&speaker);
+                    }
+                }
+            }
+            self.collect();
+            true
+        }
+
+        fn run_until(&mut self, limit: Duration, mut done: impl FnMut(&World) -> bool) {
+            let end = self.now + limit;
+            for _ in 0..2_000_000 {
+                if done(self) {
+                    return;
+                }
+                if self.now > end || !self.step() {
+                    break;
+                }
+            }
+            assert!(
+                done(self),
+                "not reached within {limit:?}\ntrace:\n{}\nqueue_log:\n{}\nlab events: {:#?}\nphone events: {:#?}",
+                self.trace.join("\n"),
+                self.log,
+                self.pbx_events,
+                self.phones.iter().map(|p| &p.events).collect::<Vec<_>>()
+            );
+        }
+
+        fn run_for(&mut self, span: Duration) {
+            let end = self.now + span;
+            self.run_until(span + Duration::from_secs(1), |w| w.now >= end);
+        }
+
+        fn find(&self, phone: usize, f: impl Fn(&UaEvent) -> bool) -> Option<(Instant, UaEvent)> {
+            self.phones[phone]
+                .events
+                .iter()
+                .find(|(_, e)| f(e))
+                .cloned()
+        }
+
+        fn saw(&self, phone: usize, f: impl Fn(&UaEvent) -> bool) -> bool {
+            self.find(phone, f).is_some()
+        }
+
+        fn register(&mut self, phone: usize) {
+            self.command(phone, Command::Register);
+            self.run_until(Duration::from_secs(10), |w| {
+                w.saw(phone, |e| matches!(e, UaEvent::Registered { .. }))
+            });
+        }
+
+        /// Dial a code and wait until the lab has hung up; returns the call.
+        fn dial_code(&mut self, phone: usize, code: &str) -> CallId {
+            self.phones[phone].events.clear();
+            self.command(
+                phone,
+                Command::Dial {
+                    target: code.to_owned(),
+                },
+            );
+            self.run_until(Duration::from_secs(40), |w| {
+                w.saw(phone, |e| matches!(e, UaEvent::CallEnded { .. }))
+            });
+            let Some((_, UaEvent::CallEnded { call, by, .. })) =
+                self.find(phone, |e| matches!(e, UaEvent::CallEnded { .. }))
+            else {
+                unreachable!("waited for it");
+            };
+            assert_eq!(by, EndedBy::Remote, "the lab hangs up a code call");
+            // The BYE's 200 reaches the lab and the leg goes.
+            self.run_until(Duration::from_secs(40), |w| w.pbx.leg_count() == 0);
+            call
+        }
+
+        fn log_lines(&self, event: &str) -> Vec<&str> {
+            self.log
+                .lines()
+                .filter(|l| l.split('|').nth(4) == Some(event))
+                .collect()
+        }
+
+        fn incoming(&self, phone: usize) -> Option<(CallId, String, Option<String>)> {
+            self.phones[phone].events.iter().find_map(|(_, e)| match e {
+                UaEvent::IncomingCall { call, from, name } => {
+                    Some((*call, from.clone(), name.clone()))
+                }
+                _ => None,
+            })
+        }
+    }
+
+    /// The strongest power of `frequency` in any 200 ms window (hop 50 ms).
+    fn peak_power(samples: &[i16], frequency: f64) -> f64 {
+        samples
+            .windows(1600)
+            .step_by(400)
+            .map(|w| goertzel(w, 8000, frequency))
+            .fold(0.0, f64::max)
+    }
+
+    #[test]
+    fn a_phone_registers_with_digest_and_logs_in_with_the_code() {
+        let mut w = World::new(Duration::from_secs(60), 0);
+        let p = w.add_phone("101", 2, |_| {});
+        w.register(p);
+        assert!(
+            w.trace.iter().any(|l| l.contains("SIP/2.0 401")),
+            "REGISTER is challenged: {:#?}",
+            w.trace
+        );
+        let bindings = w.pbx.registrar().lookup(w.now, "101");
+        assert_eq!(bindings.len(), 1);
+        assert_eq!(bindings[0].source, w.phones[p].addr);
+        assert!(w.pbx_events.contains(&PbxEvent::Registered {
+            user: "101".into(),
+            contact: "sip:101@127.0.0.2:5060".into(),
+        }));
+
+        let call = w.dial_code(p, "*600");
+        assert!(
+            w.trace
+                .iter()
+                .any(|l| l.starts_with("127.0.0.1:5060") && l.contains("SIP/2.0 407")),
+            "the INVITE is challenged first: {:#?}",
+            w.trace
+        );
+        let (answered, _) = w
+            .find(p, |e| matches!(e, UaEvent::Answered { .. }))
+            .expect("answered");
+        let (ended, _) = w
+            .find(p, |e| matches!(e, UaEvent::CallEnded { .. }))
+            .expect("ended");
+        let confirmation = ended - answered;
+        assert!(
+            confirmation >= Duration::from_millis(1900)
+                && confirmation <= Duration::from_millis(2200),
+            "{confirmation:?}"
+        );
+        assert!(
+            w.trace
+                .iter()
+                .any(|l| l
+                    .starts_with("127.0.0.1:5060 -> 127.0.0.2:5060: BYE sip:101@127.0.0.2:5060"))
+        );
+
+        // The beeps: 425 Hz at full strength in some 200 ms window, nothing at 1 kHz.
+        let heard = &w.phones[p].heard[&call];
+        assert!(heard.len() >= 8000 * 18 / 10, "{} samples", heard.len());
+        let beep = peak_power(heard, CONFIRMATION_HZ);
+        let other = peak_power(heard, 1000.0);
+        // A 5200-amplitude sine has power 5200²/2 = 13.5e6.
+        assert!(beep > 10.0e6, "425 Hz power {beep:.0}");
+        assert!(beep > 100.0 * other, "425 Hz {beep:.0} vs 1 kHz {other:.0}");
+        // And the refusal tone is absent.
+        assert!(beep > 20.0 * peak_power(heard, REFUSAL_HZ[0]));
+
+        let added = w.log_lines("ADDMEMBER");
+        assert_eq!(added.len(), 1, "{}", w.log);
+        let fields: Vec<&str> = added[0].split('|').collect();
+        assert_eq!(&fields[2..5], ["support", "101", "ADDMEMBER"]);
+        assert!(
+            fields[1].ends_with("@ringside"),
+            "the INVITE's Call-ID: {}",
+            fields[1]
+        );
+        assert!(w.pbx_events.contains(&PbxEvent::CodeDialled {
+            user: "101".into(),
+            queue: "support".into(),
+            login: true,
+            accepted: true,
+        }));
+        assert_eq!(w.pbx.free_media_ports(), LAB_MEDIA_PORTS.len());
+        assert!(w.rtp_to_lab > 50, "the phone's RTP reached the lab's port");
+
+        // Dialled again: the queue refuses (already a member) and the phone hears congestion.
+        let again = w.dial_code(p, "*600");
+        let heard = &w.phones[p].heard[&again];
+        let refusal = peak_power(heard, REFUSAL_HZ[0]).min(peak_power(heard, REFUSAL_HZ[1]));
+        assert!(refusal > 5.0e6, "480+620 Hz power {refusal:.0}");
+        assert!(refusal > 20.0 * peak_power(heard, CONFIRMATION_HZ));
+        assert_eq!(w.log_lines("ADDMEMBER").len(), 1);
+        assert!(w.pbx_events.contains(&PbxEvent::CodeDialled {
+            user: "101".into(),
+            queue: "support".into(),
+            login: true,
+            accepted: false,
+        }));
+    }
+
+    fn logged_in_agent(talk: Duration, configure: impl FnOnce(&mut UaConfig)) -> (World, usize) {
+        let mut w = World::new(talk, 0);
+        let p = w.add_phone("101", 2, configure);
+        w.register(p);
+        w.dial_code(p, "*600");
+        assert_eq!(w.log_lines("ADDMEMBER").len(), 1);
+        (w, p)
+    }
+
+    /// Let simulated callers in until the first one rings the phone, then stop arrivals.
+    fn first_ring(w: &mut World, p: usize) -> (CallId, String, Option<String>) {
+        w.phones[p].events.clear();
+        let now = w.now;
+        w.sim
+            .set_callers_per_minute(now, "support", 600.0)
+            .expect("queue");
+        w.run_until(Duration::from_secs(30), |w| w.incoming(p).is_some());
+        let now = w.now;
+        w.sim
+            .set_callers_per_minute(now, "support", 0.0)
+            .expect("queue");
+        w.incoming(p).expect("rung")
+    }
+
+    #[test]
+    fn a_queue_call_rings_the_agent_with_the_caller_id_and_the_caller_hangs_up() {
+        let (mut w, p) = logged_in_agent(Duration::from_secs(2), |_| {});
+        let (call, from, name) = first_ring(&mut w, p);
+        let number = from
+            .strip_prefix("sip:")
+            .and_then(|f| f.strip_suffix("@lab"))
+            .expect("sip:NUMBER@lab");
+        assert!(number.starts_with("+32255501"), "{from}");
+        assert_eq!(name.as_deref(), Some(format!("support: {number}").as_str()));
+
+        w.command(p, Command::Answer { call });
+        w.run_until(Duration::from_secs(60), |w| {
+            w.saw(p, |e| matches!(e, UaEvent::CallEnded { .. }))
+        });
+        let (_, ended) = w
+            .find(p, |e| matches!(e, UaEvent::CallEnded { .. }))
+            .expect("ended");
+        assert!(
+            matches!(
+                ended,
+                UaEvent::CallEnded {
+                    by: EndedBy::Remote,
+                    ..
+                }
+            ),
+            "the virtual caller hung up: {ended:?}"
+        );
+        w.run_until(Duration::from_secs(40), |w| w.pbx.leg_count() == 0);
+
+        // The caller's voice: both pitches, each at full strength in its turns.
+        let heard = &w.phones[p].heard[&call];
+        assert!(heard.len() >= 8000, "{} samples", heard.len());
+        let low = peak_power(heard, CALLER_VOICE_HZ[0]);
+        let high = peak_power(heard, CALLER_VOICE_HZ[1]);
+        assert!(
+            low > 10.0e6 && high > 10.0e6,
+            "400 Hz {low:.0}, 800 Hz {high:.0}"
+        );
+        assert!(low > 100.0 * peak_power(heard, 1000.0));
+
+        let connect = w.log_lines("CONNECT");
+        assert_eq!(connect.len(), 1, "{}", w.log);
+        let fields: Vec<&str> = connect[0].split('|').collect();
+        assert_eq!(&fields[2..4], ["support", "101"]);
+        assert!(
+            fields
+                .get(6)
+                .is_some_and(|leg| leg.ends_with("@ringside-lab")),
+            "the agent leg id is the lab's INVITE Call-ID: {}",
+            connect[0]
+        );
+        let complete = w.log_lines("COMPLETECALLER");
+        assert_eq!(complete.len(), 1, "{}", w.log);
+        assert!(complete[0].contains("|support|101|COMPLETECALLER|"));
+        assert!(w.pbx_events.iter().any(|e| matches!(e,
+            PbxEvent::AgentAnswered { agent, .. } if agent == "101")));
+        assert_eq!(w.pbx.free_media_ports(), LAB_MEDIA_PORTS.len());
+    }
+
+    #[test]
+    fn the_agent_hangs_up_a_queue_call_then_logs_out() {
+        let (mut w, p) = logged_in_agent(Duration::from_secs(3600), |_| {});
+        let (call, _, _) = first_ring(&mut w, p);
+        w.command(p, Command::Answer { call });
+        w.run_for(Duration::from_millis(1500));
+        assert_eq!(w.log_lines("CONNECT").len(), 1, "{}", w.log);
+        w.command(p, Command::Hangup { call });
+        w.run_until(Duration::from_secs(10), |w| {
+            !w.log_lines("COMPLETEAGENT").is_empty()
+        });
+        let complete = w.log_lines("COMPLETEAGENT");
+        assert!(
+            complete[0].contains("|support|101|COMPLETEAGENT|"),
+            "{}",
+            w.log
+        );
+        // hold time | talk time (whole seconds) | original position
+        let talk: u64 = complete[0]
+            .split('|')
+            .nth(6)
+            .and_then(|t| t.parse().ok())
+            .expect("talk time");
+        assert!((1..=2).contains(&talk), "{}", complete[0]);
+        assert!(w.pbx_events.iter().any(|e| matches!(e,
+            PbxEvent::CallEnded { agent, by_agent: true, .. } if agent == "101")));
+        assert_eq!(w.pbx.leg_count(), 0);
+
+        w.dial_code(p, "*601");
+        let removed = w.log_lines("REMOVEMEMBER");
+        assert_eq!(removed.len(), 1, "{}", w.log);
+        assert!(removed[0].contains("|support|101|REMOVEMEMBER|"));
+        assert!(w.pbx_events.contains(&PbxEvent::CodeDialled {
+            user: "101".into(),
+            queue: "support".into(),
+            login: false,
+            accepted: true,
+        }));
+    }
+
+    #[test]
+    fn an_unanswered_ring_is_cancelled_and_a_declined_one_rejected() {
+        let (mut w, p) = logged_in_agent(Duration::from_secs(60), |_| {});
+        let (_, _, _) = first_ring(&mut w, p);
+        // Nobody answers: the queue's 15 s ring timeout sends StopRinging, the lab CANCELs.
+        w.run_until(Duration::from_secs(30), |w| {
+            w.saw(p, |e| matches!(e, UaEvent::CallEnded { .. }))
+        });
+        assert!(w
+            .trace
+            .iter()
+            .any(|l| l.contains(": CANCEL sip:101@127.0.0.2:5060")));
+        assert!(w.saw(p, |e| matches!(
+            e,
+            UaEvent::CallEnded {
+                code: Some(487),
+                ..
+            }
+        )));
+        let no_answer = w.log_lines("RINGNOANSWER");
+        assert_eq!(no_answer.len(), 1, "{}", w.log);
+        assert!(
+            no_answer[0].ends_with("|101|RINGNOANSWER|15000"),
+            "{}",
+            no_answer[0]
+        );
+        w.run_until(Duration::from_secs(40), |w| w.pbx.leg_count() == 0);
+
+        // A phone that declines (486): the queue hears of it at once.
+        let (mut w, p) =
+            logged_in_agent(Duration::from_secs(60), |c| c.reject_incoming = Some(486));
+        let before = w.pbx_events.len();
+        let now = w.now;
+        w.sim
+            .set_callers_per_minute(now, "support", 600.0)
+            .expect("queue");
+        w.run_until(Duration::from_secs(30), |w| {
+            w.pbx_events[before..]
+                .iter()
+                .any(|e| matches!(e, PbxEvent::AgentRejected { status: 486, .. }))
+        });
+        let now = w.now;
+        w.sim
+            .set_callers_per_minute(now, "support", 0.0)
+            .expect("queue");
+        assert!(w.trace.iter().any(|l| l.contains("SIP/2.0 486")));
+        assert!(w.saw(p, |e| matches!(e, UaEvent::Notice { .. })));
+        assert!(!w.log_lines("RINGNOANSWER").is_empty(), "{}", w.log);
+        w.run_until(Duration::from_secs(40), |w| w.pbx.leg_count() == 0);
+    }
+
+    #[test]
+    fn a_waiting_caller_rings_the_agent_once_the_code_call_is_over() {
+        let mut w = World::new(Duration::from_secs(60), 0);
+        let p = w.add_phone("101", 2, |_| {});
+        w.register(p);
+        let now = w.now;
+        w.sim
+            .set_callers_per_minute(now, "support", 600.0)
+            .expect("queue");
+        w.run_for(Duration::from_secs(2));
+        w.sim
+            .set_callers_per_minute(w.now, "support", 0.0)
+            .expect("queue");
+        assert!(!w.log_lines("ENTERQUEUE").is_empty(), "{}", w.log);
+        w.phones[p].events.clear();
+        w.command(
+            p,
+            Command::Dial {
+                target: "*600".to_owned(),
+            },
+        );
+        w.run_until(Duration::from_secs(10), |w| {
+            w.saw(p, |e| matches!(e, UaEvent::CallEnded { .. }))
+        });
+        let (hung_up, _) = w
+            .find(p, |e| matches!(e, UaEvent::CallEnded { .. }))
+            .expect("code call ended");
+        assert!(
+            w.incoming(p).is_none(),
+            "no queue call during the code call"
+        );
+        w.run_until(Duration::from_secs(5), |w| w.incoming(p).is_some());
+        let (rung, _) = w
+            .find(p, |e| matches!(e, UaEvent::IncomingCall { .. }))
+            .expect("rung");
+        assert!(rung >= hung_up && rung - hung_up < Duration::from_millis(100));
+    }
+
+    #[test]
+    fn an_agent_without_a_registration_is_rejected_at_once() {
+        let mut w = World::new(Duration::from_secs(60), 0);
+        let now = w.now;
+        w.sim
+            .real_agent_login(now, "support", "102", "MANAGER")
+            .expect("login");
+        w.sim
+            .set_callers_per_minute(now, "support", 600.0)
+            .expect("queue");
+        w.run_until(Duration::from_secs(30), |w| {
+            w.pbx_events.iter().any(|e| {
+                matches!(e, PbxEvent::AgentRejected { agent, status: 480, .. } if agent == "102")
+            })
+        });
+        assert!(
+            !w.trace.iter().any(|l| l.contains("INVITE")),
+            "no INVITE without a binding: {:#?}",
+            w.trace
+        );
+        assert_eq!(w.pbx.leg_count(), 0);
+    }
+
+    #[test]
+    fn calls_the_lab_does_not_carry_are_refused_with_the_right_status() {
+        let mut w = World::new(Duration::from_secs(60), 0);
+        let p = w.add_phone("101", 2, |_| {});
+        w.register(p);
+        for (number, status) in [("999", 404), ("102", 480), ("600", 480)] {
+            w.phones[p].events.clear();
+            w.command(
+                p,
+                Command::Dial {
+                    target: number.to_owned(),
+                },
+            );
+            w.run_until(Duration::from_secs(40), |w| {
+                w.saw(p, |e| matches!(e, UaEvent::CallEnded { .. }))
+            });
+            assert!(
+                w.saw(
+                    p,
+                    |e| matches!(e, UaEvent::CallEnded { code: Some(c), .. } if *c == status)
+                ),
+                "{number}: {:?}",
+                w.phones[p].events
+            );
+            assert!(w.pbx_events.contains(&PbxEvent::Refused {
+                user: "101".into(),
+                number: number.into(),
+                status,
+            }));
+        }
+        assert!(w
+            .trace
+            .iter()
+            .any(|l| l.contains("SIP/2.0 480 lab: calls between phones come later")));
+        assert_eq!(w.pbx.leg_count(), 0);
+        assert_eq!(w.log_lines("ADDMEMBER").len(), 0);
+    }
+
+    /// Raw requests straight into the lab; returns the responses' first lines.
+    fn answers(w: &mut World, request: &str) -> Vec<String> {
+        let from = SocketAddr::from(([127, 0, 0, 9], 5060));
+        let before = w.trace.len();
+        let now = w.now;
+        w.pbx
+            .handle_datagram(now, &mut w.sim, from, request.as_bytes());
+        w.collect();
+        // The transaction layer may send 100 Trying first: keep the final answers.
+        w.trace[before..]
+            .iter()
+            .filter(|l| !l.contains("SIP/2.0 100 "))
+            .cloned()
+            .collect()
+    }
+
+    #[test]
+    fn bad_and_foreign_requests_get_the_right_4xx() {
+        let mut w = World::new(Duration::from_secs(60), 0);
+        let head = |method: &str, uri: &str, extra: &str| {
+            format!(
+                "{method} {uri} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.9:5060;branch=z9hG4bK{method}{}\r\n\
+                 Max-Forwards: 70\r\nFrom: <sip:x@127.0.0.9>;tag=1\r\nTo: <{uri}>\r\n\
+                 Call-ID: raw-{method}-{}\r\nCSeq: 1 {method}\r\nContact: <sip:x@127.0.0.9:5060>\r\n{extra}Content-Length: 0\r\n\r\n",
+                extra.len(),
+                extra.len(),
+            )
+        };
+        let options = answers(&mut w, &head("OPTIONS", "sip:127.0.0.1", ""));
+        assert!(options[0].ends_with("SIP/2.0 200 OK"), "{options:?}");
+        let invite = answers(&mut w, &head("INVITE", "sip:*600@127.0.0.1", ""));
+        assert!(
+            invite[0].ends_with("SIP/2.0 407 Proxy Authentication Required"),
+            "{invite:?}"
+        );
+        let require = answers(
+            &mut w,
+            &head("INVITE", "sip:*600@127.0.0.1", "Require: 100rel\r\n"),
+        );
+        assert!(
+            require[0].ends_with("SIP/2.0 420 Bad Extension"),
+            "{require:?}"
+        );
+        let message = answers(&mut w, &head("MESSAGE", "sip:101@127.0.0.1", ""));
+        assert!(
+            message[0].ends_with("SIP/2.0 405 Method Not Allowed"),
+            "{message:?}"
+        );
+        let bye = answers(&mut w, &head("BYE", "sip:101@127.0.0.1", ""));
+        assert!(
+            bye[0].ends_with("SIP/2.0 481 Call/Transaction Does Not Exist"),
+            "{bye:?}"
+        );
+        let register = answers(&mut w, &head("REGISTER", "sip:127.0.0.1", ""));
+        assert!(
+            register[0].ends_with("SIP/2.0 401 Unauthorized"),
+            "{register:?}"
+        );
+        // Garbage and truncated messages neither panic nor leave state behind.
+        for junk in [
+            "",
+            "\r\n\r\n",
+            "INVITE",
+            "SIP/2.0 200 OK\r\n\r\n",
+            "\u{0}\u{ff}garbage",
+        ] {
+            answers(&mut w, junk);
+        }
+        assert_eq!(w.pbx.leg_count(), 0);
+    }
+
+    #[test]
+    fn codes_and_queue_calls_survive_a_lossy_network() {
+        let mut w = World::new(Duration::from_secs(3), 15);
+        let p = w.add_phone("101", 2, |c| {
+            c.auto_answer = Some(Duration::from_millis(500))
+        });
+        w.register(p);
+        w.dial_code(p, "*600");
+        // Retransmitted INVITEs are absorbed by the transaction layer: one login only.
+        assert_eq!(w.log_lines("ADDMEMBER").len(), 1, "{}", w.log);
+        let now = w.now;
+        w.sim
+            .set_callers_per_minute(now, "support", 600.0)
+            .expect("queue");
+        w.run_until(Duration::from_secs(120), |w| {
+            !w.log_lines("COMPLETECALLER").is_empty() || !w.log_lines("COMPLETEAGENT").is_empty()
+        });
+        let now = w.now;
+        w.sim
+            .set_callers_per_minute(now, "support", 0.0)
+            .expect("queue");
+        w.run_until(Duration::from_secs(120), |w| w.pbx.leg_count() == 0);
+        assert_eq!(w.pbx.free_media_ports(), LAB_MEDIA_PORTS.len());
+    }
+
+    #[test]
+    fn caller_voice_alternates_its_two_pitches() {
+        let mut voice = CallerVoice::new(8000);
+        let mut first = vec![0i16; 2000]; // 250 ms
+        let mut second = vec![0i16; 2000];
+        voice.fill(&mut first);
+        voice.fill(&mut second);
+        let level = CALLER_VOICE_LEVEL * CALLER_VOICE_LEVEL / 2.0;
+        assert!(goertzel(&first, 8000, 400.0) > 0.9 * level);
+        assert!(goertzel(&first, 8000, 800.0) < 0.01 * level);
+        assert!(goertzel(&second, 8000, 800.0) > 0.9 * level);
+        assert!(goertzel(&second, 8000, 400.0) < 0.01 * level);
+    }
+
+    #[test]
+    fn queue_log_ids_cannot_break_a_line() {
+        assert_eq!(queue_log_id("a|b\nc\r"), "a_b_c_");
+        assert_eq!(queue_log_id(&"x".repeat(1000)).len(), MAX_LOG_ID_CHARS);
+        assert_eq!(caller_user("+3225550137"), "+3225550137");
+        assert_eq!(caller_user("anonymous"), "anonymous");
+        assert_eq!(caller_user("<>;@"), "anonymous");
+    }
+}

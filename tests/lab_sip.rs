@@ -1,0 +1,283 @@
+//! The lab's SIP side against a real phone: baresip registers to the lab as agent 101 (digest
+//! MD5), dials the connection code *600 (hears the 425 Hz confirmation, the lab hangs up,
+//! queue_log gets ADDMEMBER), then auto-answers a simulated queue call presented with the
+//! caller's number: it hears the caller's 400/800 Hz voice, the caller hangs up (the lab's
+//! BYE), and queue_log has CONNECT and COMPLETECALLER for 101.
+
+mod support;
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use ringside::lab::config::LabConfig;
+use ringside::lab::pbx::{CALLER_VOICE_HZ, CONFIRMATION_HZ};
+use ringside::media::tones::goertzel;
+use ringside::net::lab::{start, LabOptions};
+use support::{read_text, require_peers, tail, wait_until, PeerWorkspace};
+
+/// What the lab printed, shared with the test thread.
+#[derive(Clone, Default)]
+struct Printed(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Printed {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Printed {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap_or_else(|p| p.into_inner())).into_owned()
+    }
+}
+
+/// The lab on its own thread and runtime; stopped and joined on drop.
+struct RunningLab {
+    sip: SocketAddr,
+    printed: Printed,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl RunningLab {
+    fn start(config: LabConfig, queue_log: PathBuf) -> RunningLab {
+        let printed = Printed::default();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (bound_tx, bound_rx) = std::sync::mpsc::channel();
+        let mut out = printed.clone();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async move {
+                let options = LabOptions {
+                    config,
+                    queue_log,
+                    // A bound on the test, far above what it needs.
+                    duration: Some(Duration::from_secs(120)),
+                    status_every: Duration::from_secs(3600),
+                    seed: 5,
+                    ami: None,
+                };
+                let mut lab = start(options).await.expect("the lab starts");
+                let sip = lab
+                    .serve_sip("127.0.0.1:0".parse().expect("address"))
+                    .await
+                    .expect("SIP bound");
+                bound_tx.send(sip).expect("test waits");
+                tokio::select! {
+                    result = lab.run(&mut out) => result.expect("the lab runs"),
+                    _ = stopped => {}
+                }
+            });
+        });
+        let sip = bound_rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the lab binds its SIP socket");
+        assert_ne!(sip.port(), 0, "the real port is exposed");
+        RunningLab {
+            sip,
+            printed,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for RunningLab {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// baresip's recordings of what it received (`-dec`), oldest first. baresip may cut the
+/// ".wav" off long paths; the files are complete WAVs once their call closed.
+fn received_recordings(dir: &Path) -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.path())
+                .filter(|p| {
+                    p.file_name()
+                        .is_some_and(|n| n.to_string_lossy().contains("-dec"))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    found.sort();
+    found
+}
+
+fn read_wav(path: &Path) -> (u32, Vec<i16>) {
+    let mut reader =
+        hound::WavReader::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let spec = reader.spec();
+    let samples: Vec<i16> = reader.samples::<i16>().map(|s| s.unwrap_or(0)).collect();
+    let channels = usize::from(spec.channels.max(1));
+    let mono = samples
+        .chunks(channels)
+        .map(|c| (c.iter().map(|s| i32::from(*s)).sum::<i32>() / c.len() as i32) as i16)
+        .collect();
+    (spec.sample_rate, mono)
+}
+
+/// The strongest power of `frequency` in any 200 ms window.
+fn peak_power(samples: &[i16], rate: u32, frequency: f64) -> f64 {
+    let window = (rate / 5) as usize;
+    samples
+        .windows(window.max(1))
+        .step_by((window / 4).max(1))
+        .map(|w| goertzel(w, rate, frequency))
+        .fold(0.0, f64::max)
+}
+
+fn lines_with<'a>(log: &'a str, needle: &str) -> Vec<&'a str> {
+    log.lines().filter(|l| l.contains(needle)).collect()
+}
+
+#[test]
+fn baresip_registers_logs_in_with_the_code_and_takes_a_queue_call() {
+    if !require_peers(&["baresip"]) {
+        return;
+    }
+    let ws = PeerWorkspace::new("lab_sip_baresip");
+    let queue_log = ws.path("queue_log");
+    let mut config = LabConfig::default();
+    config.simulation.bots = 0;
+    config.simulation.callers_per_minute = 30.0;
+    config.simulation.patience_mean = Duration::from_secs(3600);
+    config.simulation.talk_mean = Duration::from_secs(4);
+    for queue in &mut config.queues {
+        if queue.queue.name != "support" {
+            queue.callers_per_minute = Some(0.0);
+        }
+    }
+    let lab = RunningLab::start(config, queue_log.clone());
+    let diagnose = |what: &str| {
+        format!(
+            "{what}\n--- lab printed:\n{}\n--- queue_log:\n{}",
+            lab.printed.text(),
+            read_text(&queue_log)
+        )
+    };
+
+    let registrar = format!("127.0.0.1:{}", lab.sip.port());
+    let baresip = ws
+        .start_baresip("agent", 5080, "101", "lab101", &["--registrar", &registrar])
+        .expect("baresip starts");
+    let mut ctl = baresip.connect();
+    assert!(
+        wait_until(Duration::from_secs(10), || lab
+            .printed
+            .text()
+            .contains("SIP: 101 registered")),
+        "{}\n--- baresip:\n{}",
+        diagnose("baresip did not register"),
+        tail(&baresip.log_text(), 30)
+    );
+
+    // The connection code: answered, ~2 s of beeps, then the lab hangs up.
+    ctl.command_wait(
+        "dial",
+        &format!("sip:*600@{registrar}"),
+        "CALL_ESTABLISHED",
+        Duration::from_secs(10),
+    );
+    ctl.wait_event("CALL_CLOSED", Duration::from_secs(10));
+    assert!(
+        wait_until(Duration::from_secs(5), || !lines_with(
+            &read_text(&queue_log),
+            "|support|101|ADDMEMBER|"
+        )
+        .is_empty()),
+        "{}",
+        diagnose("no ADDMEMBER for 101")
+    );
+
+    // Callers have been waiting: one rings baresip, which answers by itself (baresip 1.0
+    // reports an auto-answered call as CALL_ESTABLISHED without a CALL_INCOMING first).
+    let incoming = ctl.wait_event("CALL_ESTABLISHED", Duration::from_secs(20));
+    assert_eq!(incoming["direction"], "incoming", "{incoming}");
+    let peer = incoming["peeruri"].as_str().unwrap_or_default();
+    let number = peer
+        .strip_prefix("sip:")
+        .and_then(|p| p.strip_suffix("@lab"))
+        .unwrap_or_default();
+    assert!(
+        number.starts_with("+32255501"),
+        "caller ID in From: {incoming}"
+    );
+    assert_eq!(
+        incoming["peerdisplayname"],
+        format!("support: {number}").as_str(),
+        "{incoming}"
+    );
+    // The virtual caller talks ~4 s (log-normal), then hangs up: the lab sends BYE.
+    ctl.wait_event("CALL_CLOSED", Duration::from_secs(40));
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            let log = read_text(&queue_log);
+            !lines_with(&log, "|support|101|CONNECT|").is_empty()
+                && !lines_with(&log, "|support|101|COMPLETECALLER|").is_empty()
+        }),
+        "{}",
+        diagnose("no CONNECT / COMPLETECALLER for 101")
+    );
+    let log = read_text(&queue_log);
+    let connect = lines_with(&log, "|support|101|CONNECT|");
+    assert!(
+        connect[0].contains("@ringside-lab"),
+        "the agent leg id is the lab's Call-ID: {}",
+        connect[0]
+    );
+
+    // What baresip heard: the confirmation on the first call, the caller's voice on the second.
+    let recordings = received_recordings(&baresip.rec_dir);
+    assert!(
+        recordings.len() >= 2,
+        "two recordings in {}: {recordings:?}",
+        baresip.rec_dir.display()
+    );
+    let (rate, code_call) = read_wav(&recordings[0]);
+    let beep = peak_power(&code_call, rate, CONFIRMATION_HZ);
+    assert!(
+        beep > 5.0e6 && beep > 20.0 * peak_power(&code_call, rate, 1000.0),
+        "425 Hz confirmation power {beep:.0} in {}",
+        recordings[0].display()
+    );
+    // Later queue calls may be under way: the first one is closed, its file complete.
+    let (rate, queue_call) = read_wav(&recordings[1]);
+    assert!(
+        queue_call.len() > rate as usize,
+        "{} samples",
+        queue_call.len()
+    );
+    let low = peak_power(&queue_call, rate, CALLER_VOICE_HZ[0]);
+    let high = peak_power(&queue_call, rate, CALLER_VOICE_HZ[1]);
+    let other = peak_power(&queue_call, rate, 1000.0).max(peak_power(&queue_call, rate, 660.0));
+    assert!(
+        low > 5.0e6 && high > 5.0e6 && low.min(high) > 20.0 * other,
+        "caller voice: 400 Hz {low:.0}, 800 Hz {high:.0}, other {other:.0}"
+    );
+    eprintln!(
+        "lab_sip: 425 Hz {beep:.0}, 400 Hz {low:.0}, 800 Hz {high:.0}, other {other:.0}; {connect:?}"
+    );
+    drop(ctl);
+}
