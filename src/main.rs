@@ -462,41 +462,95 @@ fn run() -> anyhow::Result<i32> {
             };
             Ok(runtime.block_on(ringside::cli::check::run(&config, &account, seed)))
         }
-        None => {
-            match found {
-                Some((_, config)) if config.account.is_some() => {
-                    let account = config.account.clone().context("account")?;
-                    runtime.block_on(async {
-                        let prepared = ringside::net::setup::prepare(&config, &account).await?;
-                        let driver = ringside::net::sip::spawn(
-                            prepared.ua,
-                            config.audio.clone(),
-                            prepared.socket,
-                            seed,
-                        )
-                        .await?;
-                        let history = data_dir().map(|d| d.join("shell_history"));
-                        Ok(ringside::cli::shell::run(driver, false, true, history).await)
-                    })
-                }
-                _ => {
-                    let where_ = Config::default_path()
-                        .map(|p| p.display().to_string())
-                        .unwrap_or_else(|| "~/.config/ringside/config.toml".into());
-                    println!("ringside {}", env!("CARGO_PKG_VERSION"));
-                    println!("No SIP account configured (looked for {where_}).");
-                    println!("To use your PBX: copy config.example.toml there, fill in [account], then run");
-                    println!("  ringside check   # tests the registration");
-                    println!(
-                        "  ringside shell   # line-mode console: dial, answer, hold, transfer ..."
-                    );
-                    println!("The embedded demo call center (lab PBX) and the dashboard are not built yet.");
-                    if let Some(p) = log_path {
-                        println!("Logs: {}", p.display());
-                    }
-                    Ok(0)
-                }
+        None => match found {
+            Some((_, config)) if config.account.is_some() => {
+                let account = config.account.clone().context("account")?;
+                runtime.block_on(async {
+                    let prepared = ringside::net::setup::prepare(&config, &account).await?;
+                    let driver = ringside::net::sip::spawn(
+                        prepared.ua,
+                        config.audio.clone(),
+                        prepared.socket,
+                        seed,
+                    )
+                    .await?;
+                    let history = data_dir().map(|d| d.join("shell_history"));
+                    Ok(ringside::cli::shell::run(driver, false, true, history).await)
+                })
             }
+            _ => runtime.block_on(run_demo(log_path, seed)),
+        },
+    }
+}
+
+/// `ringside` with no account: the embedded lab PBX in-process on free loopback ports, the
+/// console registered as its agent 101 and logged into `support`, simulated callers and bots.
+async fn run_demo(log_path: Option<PathBuf>, seed: u64) -> anyhow::Result<i32> {
+    let mut lab_config = ringside::lab::config::LabConfig::default();
+    // Lively enough that the agent at the keyboard gets calls, with bots beside them.
+    lab_config.simulation.callers_per_minute = 4.0;
+    lab_config.simulation.bots = 2;
+    let queue_log = data_dir()
+        .map(|d| d.join("lab-queue_log"))
+        .unwrap_or_else(|| PathBuf::from("lab-queue_log"));
+    let options = ringside::net::lab::LabOptions {
+        config: lab_config,
+        queue_log: queue_log.clone(),
+        duration: None,
+        status_every: std::time::Duration::from_secs(3600),
+        seed,
+        ami: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0))),
+    };
+    let mut lab = ringside::net::lab::start(options).await?;
+    let sip = lab
+        .serve_sip(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await?;
+    let ami = lab.ami_addr();
+    let where_ = Config::default_path()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "~/.config/ringside/config.toml".into());
+    println!(
+        "ringside {} — DEMO: no SIP account is configured, so this is the embedded lab PBX.",
+        env!("CARGO_PKG_VERSION")
+    );
+    println!("  lab PBX on sip:{sip}: queues support (600) and sales (700), simulated callers, 2 bot agents");
+    if let Some(ami) = ami {
+        println!(
+            "  its AMI on {ami} (user lab, secret lab): ringside report --ami {ami} --ami-user lab"
+        );
+    }
+    println!("  queue_log: {}", queue_log.display());
+    println!("  You are agent 101, logging into support with *600. Queue calls ring here: 'answer', 'hangup', 'hold', 'transfer 102' … 'help' lists all.");
+    println!(
+        "  To use your PBX instead: copy config.example.toml to {where_} and fill in [account]."
+    );
+    if let Some(p) = log_path {
+        println!("  Logs: {}", p.display());
+    }
+    let toml = format!(
+        "[account]\nusername = \"101\"\npassword = \"lab101\"\ndisplay_name = \"Demo Agent\"\ndomain = \"{sip}\"\n\
+         [network]\nbind = \"127.0.0.1:0\"\n[audio]\ndevice = \"none\"\n"
+    );
+    let config = Config::from_toml_str(&toml, std::path::Path::new("demo"))?;
+    let account = config.account.clone().context("demo account")?;
+    let prepared = ringside::net::setup::prepare(&config, &account).await?;
+    let driver =
+        ringside::net::sip::spawn(prepared.ua, config.audio.clone(), prepared.socket, seed).await?;
+    let history = data_dir().map(|d| d.join("shell_history"));
+    // The terminal belongs to the shell: the lab's status lines go nowhere.
+    let mut sink = std::io::sink();
+    let shell = ringside::cli::shell::run_with_startup(
+        driver,
+        false,
+        true,
+        history,
+        &["wait registered 10", "dial *600"],
+    );
+    tokio::select! {
+        code = shell => Ok(code),
+        result = lab.run(&mut sink) => {
+            result?;
+            Ok(0)
         }
     }
 }

@@ -74,22 +74,36 @@ fn check_reports_a_name_that_does_not_resolve() {
 }
 
 #[test]
-fn without_a_config_it_explains_where_one_goes() {
+fn without_a_config_it_runs_the_demo_on_the_embedded_lab() {
+    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let data = tmp.join("demo-xdg-data");
+    let _ = std::fs::remove_dir_all(&data);
+    // stdin closed: the shell carries out its startup (register, *600) and then quits.
     let out = Command::new(env!("CARGO_BIN_EXE_ringside"))
-        .env(
-            "XDG_CONFIG_HOME",
-            Path::new(env!("CARGO_TARGET_TMPDIR")).join("empty-xdg"),
-        )
-        .env(
-            "XDG_DATA_HOME",
-            Path::new(env!("CARGO_TARGET_TMPDIR")).join("empty-xdg-data"),
-        )
+        .env("XDG_CONFIG_HOME", tmp.join("empty-xdg"))
+        .env("XDG_DATA_HOME", &data)
+        .stdin(std::process::Stdio::null())
         .output()
         .expect("runs");
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success());
-    assert!(text.contains("No SIP account configured"), "{text}");
-    assert!(text.contains("ringside check"), "{text}");
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("DEMO: no SIP account is configured"),
+        "{text}"
+    );
+    assert!(
+        text.contains("To use your PBX instead: copy config.example.toml"),
+        "{text}"
+    );
+    assert!(text.contains("registered as sip:101@127.0.0.1:"), "{text}");
+    assert!(text.contains("dialing sip:*600@127.0.0.1:"), "{text}");
+    // The lab logged agent 101 into support.
+    let log = std::fs::read_to_string(data.join("ringside/lab-queue_log")).unwrap_or_default();
+    assert!(log.contains("|support|101|ADDMEMBER|"), "{log}");
 }
 
 fn fixture_log() -> PathBuf {

@@ -763,6 +763,18 @@ pub async fn run(
     auto_register: bool,
     history: Option<PathBuf>,
 ) -> i32 {
+    run_with_startup(driver, json, auto_register, history, &[]).await
+}
+
+/// `run`, first carrying out `startup` commands as if typed (the demo logs into a queue this
+/// way). A startup `wait` that times out is reported and the shell goes on.
+pub async fn run_with_startup(
+    driver: DriverHandle,
+    json: bool,
+    auto_register: bool,
+    history: Option<PathBuf>,
+    startup: &[&str],
+) -> i32 {
     let (mut lines, printer) = spawn_input(history);
     let mut shell = Shell {
         json,
@@ -782,6 +794,12 @@ pub async fn run(
     }
     if auto_register {
         shell.send(Command::Register);
+    }
+    for line in startup {
+        match shell.run_line(line).await {
+            Ok(true) | Err(_) => {}
+            Ok(false) => break,
+        }
     }
     let mut code = 0;
     loop {
