@@ -32,6 +32,40 @@ pub struct Config {
     pub dial: DialConfig,
     pub sip: SipConfig,
     pub audio: AudioConfig,
+    pub ui: UiConfig,
+    pub ami: Option<AmiAccess>,
+    /// The PBX's queues this agent can join, with their agent codes, in file order.
+    pub queues: Vec<QueueCodesConfig>,
+}
+
+/// The `[ui]` table.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct UiConfig {
+    /// A theme name (built in, or a file in the user theme dir); `--theme` wins.
+    pub theme: Option<String>,
+    /// Desktop notification (notify-send) on an incoming call.
+    pub notifications: bool,
+    /// A keymap file; default: `keymap.toml` beside config.toml.
+    pub keymap: Option<PathBuf>,
+}
+
+/// The `[ami]` table: the PBX's Asterisk Manager Interface, for live queues.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AmiAccess {
+    /// `HOST:PORT` (port 5038 when omitted).
+    pub address: String,
+    pub user: String,
+    pub secret: Secret,
+}
+
+/// One entry of the `[queues]` table: `support = { login = "*600", logout = "*601" }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueCodesConfig {
+    pub name: String,
+    pub login: String,
+    pub logout: String,
+    /// The queue's own extension, when callers reach it by one (shown, never dialled).
+    pub extension: Option<String>,
 }
 
 /// The `[account]` table: who we register as, and how calls are handled.
@@ -366,7 +400,11 @@ pub enum ConfigError {
     },
 }
 
-const SECTIONS: &[&str] = &["account", "network", "dial", "sip", "audio"];
+const SECTIONS: &[&str] = &[
+    "account", "network", "dial", "sip", "audio", "ui", "ami", "queues",
+];
+const UI_KEYS: &[&str] = &["theme", "notifications", "keymap"];
+const AMI_KEYS: &[&str] = &["address", "user", "secret"];
 const AUDIO_KEYS: &[&str] = &[
     "device",
     "file_in",
@@ -598,6 +636,9 @@ impl<'a> Source<'a> {
                 "network" => config.network = self.network(entries)?,
                 "dial" => config.dial = self.dial(entries)?,
                 "audio" => config.audio = self.audio(entries)?,
+                "ui" => config.ui = self.ui(entries)?,
+                "ami" => config.ami = Some(self.ami(&section.name, entries)?),
+                "queues" => config.queues = self.queues(entries)?,
                 _ => config.sip = self.sip(entries)?,
             }
         }
@@ -632,7 +673,8 @@ impl<'a> Source<'a> {
         entry: &RawEntry,
         parsed: Result<T, Problem>,
     ) -> Result<T, ConfigError> {
-        let secret = section == "account" && entry.key.get_ref() == "password";
+        let secret = (section == "account" && entry.key.get_ref() == "password")
+            || (section == "ami" && entry.key.get_ref() == "secret");
         parsed.map_err(|Problem(problem)| ConfigError::Invalid {
             file: self.file.to_path_buf(),
             line: self.line(&entry.key),
@@ -745,6 +787,64 @@ impl<'a> Source<'a> {
             dial.default_region = Some(self.check("dial", entry, region_code(&entry.value))?);
         }
         Ok(dial)
+    }
+
+    fn ui(&self, entries: &[RawEntry]) -> Result<UiConfig, ConfigError> {
+        const S: &str = "ui";
+        let mut ui = UiConfig::default();
+        for entry in entries {
+            let value = &entry.value;
+            match self.known_key(S, UI_KEYS, entry)? {
+                "theme" => ui.theme = Some(self.check(S, entry, theme_name(value))?),
+                "notifications" => ui.notifications = self.check(S, entry, boolean(value))?,
+                _ => ui.keymap = Some(self.check(S, entry, file_path(value))?),
+            }
+        }
+        Ok(ui)
+    }
+
+    fn ami(
+        &self,
+        header: &Spanned<String>,
+        entries: &[RawEntry],
+    ) -> Result<AmiAccess, ConfigError> {
+        const S: &str = "ami";
+        let (mut address, mut user, mut secret) = (None, None, None);
+        for entry in entries {
+            let value = &entry.value;
+            match self.known_key(S, AMI_KEYS, entry)? {
+                "address" => address = Some(self.check(S, entry, ami_address(value))?),
+                "user" => user = Some(self.check(S, entry, one_line_text(value))?),
+                _ => {
+                    secret = Some(self.check(
+                        S,
+                        entry,
+                        text(value, "expected the AMI secret in quotes").map(Secret::new),
+                    )?)
+                }
+            }
+        }
+        let missing = |key: &'static str| ConfigError::Missing {
+            file: self.file.to_path_buf(),
+            line: self.line(header),
+            section: S,
+            key,
+        };
+        Ok(AmiAccess {
+            address: address.ok_or_else(|| missing("address"))?,
+            user: user.ok_or_else(|| missing("user"))?,
+            secret: secret.ok_or_else(|| missing("secret"))?,
+        })
+    }
+
+    fn queues(&self, entries: &[RawEntry]) -> Result<Vec<QueueCodesConfig>, ConfigError> {
+        let mut queues = Vec::new();
+        for entry in entries {
+            let name = entry.key.get_ref().clone();
+            let codes = self.check("queues", entry, queue_codes(&name, &entry.value))?;
+            queues.push(codes);
+        }
+        Ok(queues)
     }
 
     fn audio(&self, entries: &[RawEntry]) -> Result<AudioConfig, ConfigError> {
@@ -861,6 +961,78 @@ fn one_line_text(value: &toml::Value) -> Result<String, Problem> {
         return Err(Problem(PROBLEM.to_owned()));
     }
     Ok(text.to_owned())
+}
+
+fn theme_name(value: &toml::Value) -> Result<String, Problem> {
+    const PROBLEM: &str = "expected a theme name in quotes: default, light, high-contrast, mono, \
+         or the name of a file in the user theme directory";
+    let name = text(value, PROBLEM)?;
+    let plain = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+    if name.is_empty() || !name.chars().all(plain) {
+        return Err(Problem(PROBLEM.to_owned()));
+    }
+    Ok(name.to_owned())
+}
+
+fn ami_address(value: &toml::Value) -> Result<String, Problem> {
+    const PROBLEM: &str =
+        "expected the AMI as host or host:port in quotes, e.g. \"pbx.example.com:5038\"";
+    let address = text(value, PROBLEM)?;
+    if parse_host_port(address).is_none() {
+        return Err(Problem(PROBLEM.to_owned()));
+    }
+    Ok(address.to_owned())
+}
+
+/// A dial string for a queue code: digits, `*` and `#` (and `+` for numbers).
+fn dial_code(text: &str) -> bool {
+    !text.is_empty()
+        && text.len() <= 32
+        && text
+            .chars()
+            .all(|c| c.is_ascii_digit() || matches!(c, '*' | '#' | '+'))
+}
+
+fn queue_codes(name: &str, value: &toml::Value) -> Result<QueueCodesConfig, Problem> {
+    let problem = || {
+        Problem(
+            "expected the queue's agent codes, e.g. support = { login = \"*600\", logout = \"*601\" } \
+             (digits, * and #; extension optional)"
+                .to_owned(),
+        )
+    };
+    let toml::Value::Table(table) = value else {
+        return Err(problem());
+    };
+    let mut login = None;
+    let mut logout = None;
+    let mut extension = None;
+    for (key, value) in table {
+        let code = match value {
+            toml::Value::String(code) if dial_code(code) => code.clone(),
+            _ => return Err(problem()),
+        };
+        match key.as_str() {
+            "login" => login = Some(code),
+            "logout" => logout = Some(code),
+            "extension" => extension = Some(code),
+            other => {
+                return Err(Problem(format!(
+                    "unknown key {:?} in the queue's codes: allowed are login, logout, extension",
+                    printable(other, "")
+                )))
+            }
+        }
+    }
+    match (login, logout) {
+        (Some(login), Some(logout)) => Ok(QueueCodesConfig {
+            name: name.to_owned(),
+            login,
+            logout,
+            extension,
+        }),
+        _ => Err(problem()),
+    }
 }
 
 fn sip_user(value: &toml::Value) -> Result<String, Problem> {
@@ -1236,6 +1408,8 @@ mod tests {
             ("dial", DIAL_KEYS),
             ("sip", SIP_KEYS),
             ("audio", AUDIO_KEYS),
+            ("ui", UI_KEYS),
+            ("ami", AMI_KEYS),
         ];
         for (section, keys) in sections {
             assert!(
@@ -1496,11 +1670,11 @@ mod tests {
         );
         assert_eq!(
             error("[network]\nbind = \"0.0.0.0:0\"\n\n[acount]\n"),
-            "config.toml:4: unknown section [acount]: allowed sections are account, network, dial, sip, audio\n  did you mean [account]?"
+            "config.toml:4: unknown section [acount]: allowed sections are account, network, dial, sip, audio, ui, ami, queues\n  did you mean [account]?"
         );
         assert_eq!(
             error("username = \"101\"\n"),
-            "config.toml:1: unknown section [username]: allowed sections are account, network, dial, sip, audio"
+            "config.toml:1: unknown section [username]: allowed sections are account, network, dial, sip, audio, ui, ami, queues"
         );
         // A sub-table is an unknown key too, reported at its header.
         assert_eq!(
@@ -1550,6 +1724,58 @@ mod tests {
         );
         assert!(error("\n\n[network\n")
             .starts_with("config.toml:3: invalid TOML: invalid table header"));
+    }
+
+    #[test]
+    fn ui_ami_and_queue_codes_sections() {
+        let config = Config::from_toml_str(
+            "[ui]\ntheme = \"light\"\nnotifications = true\n\
+             [ami]\naddress = \"pbx.example.com:5038\"\nuser = \"console\"\nsecret = \"s3cret\"\n\
+             [queues]\nsupport = { login = \"*600\", logout = \"*601\", extension = \"600\" }\n\
+             sales = { login = \"*700\", logout = \"*701\" }\n",
+            Path::new("config.toml"),
+        )
+        .expect("valid");
+        assert_eq!(config.ui.theme.as_deref(), Some("light"));
+        assert!(config.ui.notifications);
+        let ami = config.ami.expect("ami");
+        assert_eq!(ami.address, "pbx.example.com:5038");
+        assert_eq!(ami.user, "console");
+        assert_eq!(ami.secret.expose(), "s3cret");
+        let names: Vec<_> = config.queues.iter().map(|q| q.name.as_str()).collect();
+        assert_eq!(names, ["support", "sales"]);
+        assert_eq!(config.queues[0].login, "*600");
+        assert_eq!(config.queues[0].extension.as_deref(), Some("600"));
+        assert_eq!(config.queues[1].logout, "*701");
+        assert_eq!(config.queues[1].extension, None);
+    }
+
+    #[test]
+    fn bad_ui_ami_and_queue_entries_name_line_and_key() {
+        assert_eq!(
+            error("[ui]\ntheme = \"../etc/x\"\n"),
+            "config.toml:2: [ui].theme = \"../etc/x\": expected a theme name in quotes: default, light, \
+             high-contrast, mono, or the name of a file in the user theme directory"
+        );
+        assert_eq!(
+            error("[ami]\naddress = \"pbx:5038\"\nuser = \"u\"\n"),
+            "config.toml:1: Missing parameter: [ami].secret\n  add secret = \"...\" under [ami]"
+        );
+        let message = error("[queues]\nsupport = { login = \"*600\" }\n");
+        assert!(
+            message.starts_with("config.toml:2: [queues].support = "),
+            "{message}"
+        );
+        assert!(message.contains("logout = \"*601\""), "{message}");
+        let message = error("[queues]\nsupport = { login = \"call me\", logout = \"*601\" }\n");
+        assert!(message.contains("digits, * and #"), "{message}");
+        // The AMI secret never shows in an error.
+        let message = error("[ami]\naddress = \"pbx\"\nuser = \"u\"\nsecret = 12345\n");
+        assert!(!message.contains("12345"), "{message}");
+        assert!(
+            message.starts_with("config.toml:4: [ami].secret"),
+            "{message}"
+        );
     }
 
     #[test]

@@ -13,3 +13,4 @@ pub mod net;
 pub mod queue;
 pub mod sip;
 mod toml_check;
+pub mod tui;

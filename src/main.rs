@@ -17,6 +17,10 @@ struct Cli {
     /// Log file (default: the XDG data dir's ringside/ringside.log). Filter with RUST_LOG.
     #[arg(long, global = true)]
     log_file: Option<PathBuf>,
+    /// Dashboard theme: default, light, high-contrast, mono, or a file in the user theme dir
+    /// (~/.config/ringside/themes/NAME.toml). NO_COLOR picks mono.
+    #[arg(long, global = true, value_name = "NAME")]
+    theme: Option<String>,
     #[command(subcommand)]
     command: Option<Cmd>,
 }
@@ -111,6 +115,18 @@ enum Cmd {
         /// printed at start).
         #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
         sip: std::net::SocketAddr,
+    },
+    /// The supervisor's dashboard: queues, agents, statistics and the event stream, with no
+    /// SIP account and no audio. Source: an AMI (live, with actions) or a queue_log (followed).
+    Supervise {
+        /// The PBX's AMI (HOST:PORT); default: the config's [ami].
+        #[arg(long, value_name = "HOST:PORT", conflicts_with = "queue_log")]
+        ami: Option<String>,
+        /// Follow an Asterisk queue_log instead (report events and statistics only).
+        #[arg(long, value_name = "FILE")]
+        queue_log: Option<PathBuf>,
+        #[command(flatten)]
+        credentials: AmiCredentialArgs,
     },
     /// Supervisor actions on a PBX's queues, through its AMI.
     Queue {
@@ -448,6 +464,49 @@ fn run() -> anyhow::Result<i32> {
                 Ok(ringside::cli::shell::run(driver, json, !no_register, history).await)
             })
         }
+        Some(Cmd::Supervise {
+            ami,
+            queue_log,
+            credentials,
+        }) => {
+            let config = found.map(|(_, config)| config);
+            let ui = load_ui(cli.theme.as_deref(), config.as_ref())?;
+            let mut sources = ringside::net::dashboard::Sources::default();
+            let source_name;
+            if let Some(path) = queue_log {
+                source_name = format!("queue_log {}", path.display());
+                sources.queue_log = Some(path);
+            } else {
+                let (addr, user, secret) = match (ami, config.as_ref().and_then(|c| c.ami.clone())) {
+                    (Some(addr), _) => {
+                        let creds = ami_credentials(&credentials)?;
+                        (addr, creds.user, creds.secret)
+                    }
+                    (None, Some(access)) => (access.address, access.user, access.secret),
+                    (None, None) => anyhow::bail!(
+                        "supervise needs a source: --ami HOST:PORT (with --ami-user and RINGSIDE_AMI_SECRET), \
+                         --queue-log FILE, or an [ami] section in the config"
+                    ),
+                };
+                source_name = format!("AMI {addr}");
+                sources.ami = Some(ringside::net::ami::AmiConfig::new(addr, user, secret));
+            }
+            let live = sources.ami.is_some();
+            let app_config = ringside::tui::app::AppConfig {
+                mode: ringside::tui::app::Mode::Supervisor,
+                account: source_name,
+                ami_actions: live,
+                live_queue_feed: live,
+                default_region: config.as_ref().and_then(|c| c.dial.default_region.clone()),
+                utc_offset_s: local_utc_offset_s(),
+                ..Default::default()
+            };
+            let options = dashboard_options(app_config, ui, sources, Vec::new(), false);
+            runtime.block_on(run_dashboard(
+                options,
+                std::future::pending::<anyhow::Result<()>>(),
+            ))
+        }
         Some(Cmd::Report { .. })
         | Some(Cmd::Events { .. })
         | Some(Cmd::Queue { .. })
@@ -462,46 +521,254 @@ fn run() -> anyhow::Result<i32> {
             };
             Ok(runtime.block_on(ringside::cli::check::run(&config, &account, seed)))
         }
-        None => match found {
-            Some((_, config)) if config.account.is_some() => {
-                let account = config.account.clone().context("account")?;
-                runtime.block_on(async {
-                    let prepared = ringside::net::setup::prepare(&config, &account).await?;
-                    let driver = ringside::net::sip::spawn(
-                        prepared.ua,
-                        config.audio.clone(),
-                        prepared.socket,
-                        seed,
-                    )
-                    .await?;
-                    let history = data_dir().map(|d| d.join("shell_history"));
-                    Ok(ringside::cli::shell::run(driver, false, true, history).await)
-                })
+        None => {
+            let interactive = interactive_terminal();
+            match found {
+                Some((_, config)) if config.account.is_some() => {
+                    let account = config.account.clone().context("account")?;
+                    let ui = interactive
+                        .then(|| load_ui(cli.theme.as_deref(), Some(&config)))
+                        .transpose()?;
+                    runtime.block_on(async {
+                        let prepared = ringside::net::setup::prepare(&config, &account).await?;
+                        let driver = ringside::net::sip::spawn(
+                            prepared.ua,
+                            config.audio.clone(),
+                            prepared.socket,
+                            seed,
+                        )
+                        .await?;
+                        let Some(ui) = ui else {
+                            // Not a terminal (a pipe, a script): the line-mode console.
+                            let history = data_dir().map(|d| d.join("shell_history"));
+                            return Ok(
+                                ringside::cli::shell::run(driver, false, true, history).await
+                            );
+                        };
+                        let mut sources = ringside::net::dashboard::Sources {
+                            sip: Some(driver),
+                            ..Default::default()
+                        };
+                        if let Some(access) = config.ami.clone() {
+                            sources.ami = Some(ringside::net::ami::AmiConfig::new(
+                                access.address,
+                                access.user,
+                                access.secret,
+                            ));
+                        }
+                        let live = sources.ami.is_some();
+                        let app_config = ringside::tui::app::AppConfig {
+                            mode: ringside::tui::app::Mode::Agent,
+                            account: format!("{}@{}", account.username, account.domain),
+                            agent: Some(format!("PJSIP/{}", account.username)),
+                            queue_codes: config
+                                .queues
+                                .iter()
+                                .map(|q| ringside::tui::app::QueueCodes {
+                                    queue: q.name.clone(),
+                                    extension: q.extension.clone().unwrap_or_default(),
+                                    login_code: q.login.clone(),
+                                    logout_code: q.logout.clone(),
+                                })
+                                .collect(),
+                            default_region: config.dial.default_region.clone(),
+                            utc_offset_s: local_utc_offset_s(),
+                            ami_actions: live,
+                            live_queue_feed: live,
+                            ..Default::default()
+                        };
+                        let options = dashboard_options(
+                            app_config,
+                            ui,
+                            sources,
+                            Vec::new(),
+                            config.ui.notifications,
+                        );
+                        run_dashboard(options, std::future::pending::<anyhow::Result<()>>()).await
+                    })
+                }
+                _ if interactive => {
+                    let ui = load_ui(cli.theme.as_deref(), found.as_ref().map(|(_, c)| c))?;
+                    runtime.block_on(run_demo_dashboard(ui, seed))
+                }
+                _ => runtime.block_on(run_demo(log_path, seed)),
             }
-            _ => runtime.block_on(run_demo(log_path, seed)),
-        },
+        }
     }
 }
 
-/// `ringside` with no account: the embedded lab PBX in-process on free loopback ports, the
-/// console registered as its agent 101 and logged into `support`, simulated callers and bots.
-async fn run_demo(log_path: Option<PathBuf>, seed: u64) -> anyhow::Result<i32> {
+/// Whether a person sits at a terminal (else the line-mode console serves scripts and pipes).
+fn interactive_terminal() -> bool {
+    use std::io::IsTerminal;
+    std::io::stdin().is_terminal() && std::io::stdout().is_terminal()
+}
+
+/// The local time's offset from UTC for the dashboard clock, from `date +%z` (the system's
+/// zone rules, without a time-zone database of our own); UTC when it cannot be had.
+fn local_utc_offset_s() -> i32 {
+    let Ok(output) = std::process::Command::new("date").arg("+%z").output() else {
+        return 0;
+    };
+    let text = String::from_utf8_lossy(&output.stdout);
+    let text = text.trim();
+    let (sign, digits) = match text.split_at_checked(1) {
+        Some(("+", d)) => (1, d),
+        Some(("-", d)) => (-1, d),
+        _ => return 0,
+    };
+    let (Some(hours), Some(minutes)) = (
+        digits.get(0..2).and_then(|h| h.parse::<i32>().ok()),
+        digits.get(2..4).and_then(|m| m.parse::<i32>().ok()),
+    ) else {
+        return 0;
+    };
+    sign * (hours * 3600 + minutes * 60)
+}
+
+/// The theme and keymap the dashboard uses, and the keymap's clashes to report.
+struct UiChoice {
+    theme: ringside::tui::theme::Theme,
+    keymap: ringside::tui::keymap::Keymap,
+    clashes: Vec<String>,
+}
+
+fn load_ui(cli_theme: Option<&str>, config: Option<&Config>) -> anyhow::Result<UiChoice> {
+    use ringside::tui::{keymap::Keymap, theme};
+    let config_dir = Config::default_path().and_then(|p| p.parent().map(PathBuf::from));
+    let theme_dir = config_dir.as_ref().map(|d| d.join("themes"));
+    let requested = cli_theme.or_else(|| config.and_then(|c| c.ui.theme.as_deref()));
+    let no_color = theme::no_color(std::env::var_os("NO_COLOR").as_deref());
+    let theme = theme::select(requested, no_color, theme_dir.as_deref())?;
+    let keymap_path = config
+        .and_then(|c| c.ui.keymap.clone())
+        .or_else(|| config_dir.map(|d| d.join("keymap.toml")));
+    let keymap = match keymap_path {
+        Some(path) => Keymap::load(&path)?,
+        None => Keymap::default(),
+    };
+    let clashes = keymap.clashes().iter().map(ToString::to_string).collect();
+    Ok(UiChoice {
+        theme,
+        keymap,
+        clashes,
+    })
+}
+
+fn dashboard_options(
+    config: ringside::tui::app::AppConfig,
+    ui: UiChoice,
+    sources: ringside::net::dashboard::Sources,
+    connect_on_register: Vec<String>,
+    desktop_notifications: bool,
+) -> ringside::net::dashboard::DashboardOptions {
+    let mut app = ringside::tui::app::App::new(config, ui.keymap);
+    if !ui.clashes.is_empty() {
+        for clash in &ui.clashes {
+            tracing::warn!(%clash, "keymap clash");
+        }
+        app.update(ringside::tui::app::Input::CommandFailed(format!(
+            "keymap: {} (fix keymap.toml)",
+            ui.clashes.join("; ")
+        )));
+    }
+    ringside::net::dashboard::DashboardOptions {
+        app,
+        theme: ui.theme,
+        sources,
+        connect_on_register,
+        desktop_notifications,
+    }
+}
+
+async fn run_dashboard<E: std::fmt::Display>(
+    options: ringside::net::dashboard::DashboardOptions,
+    background: impl std::future::Future<Output = Result<(), E>>,
+) -> anyhow::Result<i32> {
+    ringside::net::dashboard::run(options, background).await?;
+    Ok(0)
+}
+
+/// The demo on the dashboard: the lab in-process, the console as agent 101 joining support.
+async fn run_demo_dashboard(ui: UiChoice, seed: u64) -> anyhow::Result<i32> {
+    let (mut lab, lab_config, queue_log) = start_demo_lab(seed).await?;
+    let sip = lab
+        .serve_sip(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await?;
+    let ami = lab.ami_addr().context("the lab's AMI did not start")?;
+    let toml = format!(
+        "[account]\nusername = \"101\"\npassword = \"lab101\"\ndisplay_name = \"Demo Agent\"\ndomain = \"{sip}\"\n\
+         [network]\nbind = \"127.0.0.1:0\"\n[audio]\ndevice = \"none\"\n"
+    );
+    let config = Config::from_toml_str(&toml, std::path::Path::new("demo"))?;
+    let account = config.account.clone().context("demo account")?;
+    let prepared = ringside::net::setup::prepare(&config, &account).await?;
+    let driver =
+        ringside::net::sip::spawn(prepared.ua, config.audio.clone(), prepared.socket, seed).await?;
+    let where_ = Config::default_path()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "~/.config/ringside/config.toml".into());
+    let app_config = ringside::tui::app::AppConfig {
+        mode: ringside::tui::app::Mode::Agent,
+        account: format!("DEMO 101@lab {sip}"),
+        agent: Some("PJSIP/101".to_owned()),
+        queue_codes: lab_config
+            .queues
+            .iter()
+            .map(ringside::tui::app::QueueCodes::from)
+            .collect(),
+        utc_offset_s: local_utc_offset_s(),
+        ami_actions: true,
+        live_queue_feed: true,
+        standing_hint: Some(format!(
+            "DEMO on the embedded lab PBX (AMI {ami}, queue_log {}). To use your PBX: copy config.example.toml to {where_}.",
+            queue_log.display()
+        )),
+        ..Default::default()
+    };
+    let sources = ringside::net::dashboard::Sources {
+        sip: Some(driver),
+        ami: Some(ringside::net::ami::AmiConfig::new(
+            ami.to_string(),
+            "lab",
+            ringside::config::Secret::new("lab".to_owned()),
+        )),
+        queue_log: None,
+    };
+    let options = dashboard_options(app_config, ui, sources, vec!["support".to_owned()], false);
+    let mut sink = std::io::sink();
+    run_dashboard(options, lab.run(&mut sink)).await
+}
+
+/// The demo's lab: lively enough that the agent at the keyboard gets calls, with bots beside.
+async fn start_demo_lab(
+    seed: u64,
+) -> anyhow::Result<(
+    ringside::net::lab::Lab,
+    ringside::lab::config::LabConfig,
+    PathBuf,
+)> {
     let mut lab_config = ringside::lab::config::LabConfig::default();
-    // Lively enough that the agent at the keyboard gets calls, with bots beside them.
     lab_config.simulation.callers_per_minute = 4.0;
     lab_config.simulation.bots = 2;
     let queue_log = data_dir()
         .map(|d| d.join("lab-queue_log"))
         .unwrap_or_else(|| PathBuf::from("lab-queue_log"));
     let options = ringside::net::lab::LabOptions {
-        config: lab_config,
+        config: lab_config.clone(),
         queue_log: queue_log.clone(),
         duration: None,
         status_every: std::time::Duration::from_secs(3600),
         seed,
         ami: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0))),
     };
-    let mut lab = ringside::net::lab::start(options).await?;
+    let lab = ringside::net::lab::start(options).await?;
+    Ok((lab, lab_config, queue_log))
+}
+
+/// `ringside` with no account: the embedded lab PBX in-process on free loopback ports, the
+/// console registered as its agent 101 and logged into `support`, simulated callers and bots.
+async fn run_demo(log_path: Option<PathBuf>, seed: u64) -> anyhow::Result<i32> {
+    let (mut lab, _, queue_log) = start_demo_lab(seed).await?;
     let sip = lab
         .serve_sip(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
         .await?;

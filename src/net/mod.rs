@@ -1,6 +1,7 @@
 //! The only place with tokio, sockets and the wall clock: thin drivers around the sans-IO core.
 
 pub mod ami;
+pub mod dashboard;
 pub mod lab;
 pub mod rtp;
 pub mod setup;
