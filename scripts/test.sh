@@ -30,7 +30,7 @@ export PATH
 
 # ---------------------------------------------------------------------------------------------
 step "SIP peers (Debian packages)"
-PEER_PACKAGES=(sip-tester kamailio baresip-core sox iproute2 python3)
+PEER_PACKAGES=(sip-tester kamailio baresip-core sox iproute2 python3 tmux)
 
 install_peers() {
 	local missing=() p

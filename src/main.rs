@@ -720,7 +720,7 @@ async fn run_demo_dashboard(ui: UiChoice, seed: u64) -> anyhow::Result<i32> {
         ami_actions: true,
         live_queue_feed: true,
         standing_hint: Some(format!(
-            "DEMO on the embedded lab PBX (AMI {ami}, queue_log {}). To use your PBX: copy config.example.toml to {where_}.",
+            "DEMO on the embedded lab PBX. To use your PBX: copy config.example.toml to {where_}. Lab AMI {ami} (lab/lab), queue_log {}",
             queue_log.display()
         )),
         ..Default::default()

@@ -29,7 +29,7 @@ use serde_json::{json, Value};
 pub const REQUIRE_PEERS_ENV: &str = "RINGSIDE_REQUIRE_PEERS";
 
 /// The Debian packages the peer tests use (scripts/test.sh installs them).
-pub const PEER_PACKAGES: &str = "sip-tester kamailio baresip-core sox iproute2 python3";
+pub const PEER_PACKAGES: &str = "sip-tester kamailio baresip-core sox iproute2 python3 tmux";
 
 /// Directory with the peer scripts, configs and scenarios.
 pub fn peers_dir() -> PathBuf {

@@ -1,0 +1,332 @@
+//! The real binary's dashboard in a real terminal (tmux), keys in and screen checked:
+//! against a `ringside lab` process (a PBX in another process, configured like a real one with
+//! [account], [ami] and [queues]) and in the no-config demo. tmux is a Debian package that
+//! scripts/test.sh installs beside the SIP peers.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use support::{require_peer, wait_until};
+
+/// A tmux server of our own (its own socket), killed when dropped.
+struct Tmux {
+    socket: PathBuf,
+}
+
+impl Tmux {
+    fn start(dir: &Path, command: &str, width: u16, height: u16) -> Tmux {
+        let socket = dir.join("tmux.sock");
+        let tmux = Tmux { socket };
+        let status = tmux
+            .cmd()
+            .args(["new-session", "-d", "-s", "e2e", "-x"])
+            .arg(width.to_string())
+            .arg("-y")
+            .arg(height.to_string())
+            .arg(command)
+            .status()
+            .expect("tmux runs");
+        assert!(status.success(), "tmux new-session failed");
+        // Keep the pane after the program exits, to read its exit status.
+        let _ = tmux
+            .cmd()
+            .args(["set-option", "-t", "e2e", "remain-on-exit", "on"])
+            .status();
+        tmux
+    }
+
+    fn cmd(&self) -> Command {
+        let mut command = Command::new("tmux");
+        command
+            .arg("-S")
+            .arg(&self.socket)
+            .arg("-f")
+            .arg("/dev/null");
+        command
+    }
+
+    fn screen(&self) -> String {
+        let output = self
+            .cmd()
+            .args(["capture-pane", "-p", "-t", "e2e"])
+            .output()
+            .expect("capture-pane");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        let status = self
+            .cmd()
+            .args(["send-keys", "-t", "e2e"])
+            .args(keys)
+            .status()
+            .expect("send-keys");
+        assert!(status.success());
+    }
+
+    /// Waits until the screen satisfies `check`; panics with the screen otherwise.
+    fn wait_for(&self, what: &str, timeout: Duration, check: impl Fn(&str) -> bool) -> String {
+        let mut last = String::new();
+        let found = wait_until(timeout, || {
+            last = self.screen();
+            check(&last)
+        });
+        assert!(found, "timed out waiting for {what}; the screen:\n{last}");
+        last
+    }
+
+    /// q, and y when it asks (a call is up: the next caller may be ringing already); the
+    /// program must then end.
+    fn quit(&self) {
+        self.keys(&["q"]);
+        let asked = wait_until(Duration::from_secs(3), || {
+            self.pane_dead() || self.screen().contains("quit and hang up")
+        });
+        if asked && !self.pane_dead() {
+            self.keys(&["y"]);
+        }
+        assert!(
+            wait_until(Duration::from_secs(10), || self.pane_dead()),
+            "quitting did not end ringside; the screen:\n{}",
+            self.screen()
+        );
+    }
+
+    fn pane_dead(&self) -> bool {
+        let output = self
+            .cmd()
+            .args(["display-message", "-p", "-t", "e2e", "#{pane_dead}"])
+            .output();
+        output.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "1")
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.cmd().arg("kill-server").status();
+    }
+}
+
+/// A `ringside lab` process, killed when dropped.
+struct LabProcess {
+    child: Child,
+    sip: String,
+    ami: String,
+}
+
+impl LabProcess {
+    fn start(dir: &Path, callers_per_minute: u32) -> LabProcess {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ringside"))
+            .args([
+                "lab",
+                "--sip",
+                "127.0.0.1:0",
+                "--ami",
+                "127.0.0.1:0",
+                "--bots",
+                "0",
+            ])
+            .arg("--callers")
+            .arg(callers_per_minute.to_string())
+            .arg("--queue-log")
+            .arg(dir.join("queue_log"))
+            .arg("--log-file")
+            .arg(dir.join("lab.log"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("ringside lab starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let (mut sip, mut ami) = (None, None);
+        while sip.is_none() || ami.is_none() {
+            let Some(Ok(line)) = lines.next() else {
+                let _ = child.kill();
+                panic!("the lab ended before printing its addresses");
+            };
+            let address = |prefix: &str| {
+                line.strip_prefix(prefix)
+                    .and_then(|rest| rest.split_whitespace().next())
+                    .map(str::to_owned)
+            };
+            sip = sip.or_else(|| address("SIP: "));
+            ami = ami.or_else(|| address("AMI: "));
+        }
+        // Keep draining its status lines so it never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        LabProcess {
+            child,
+            sip: sip.unwrap_or_default(),
+            ami: ami.unwrap_or_default(),
+        }
+    }
+}
+
+impl Drop for LabProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn work_dir(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("work dir");
+    dir
+}
+
+/// The line of the calls pane that shows a call, if any.
+fn call_line(screen: &str) -> Option<&str> {
+    screen.lines().find(|l| l.contains("support: +"))
+}
+
+#[test]
+fn an_agent_answers_holds_resumes_and_hangs_up_a_queue_call_with_keys_alone() {
+    if !require_peer("tmux") {
+        return;
+    }
+    let dir = work_dir("e2e-agent");
+    // No bots: every caller of support rings agent 101, the only agent.
+    let lab = LabProcess::start(&dir, 30);
+    let config = dir.join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[account]\nusername = \"101\"\npassword = \"lab101\"\ndomain = \"{sip}\"\n\
+             [network]\nbind = \"127.0.0.1:0\"\n[audio]\ndevice = \"none\"\n\
+             [ami]\naddress = \"{ami}\"\nuser = \"lab\"\nsecret = \"lab\"\n\
+             [queues]\nsupport = {{ login = \"*600\", logout = \"*601\" }}\n\
+             sales = {{ login = \"*700\", logout = \"*701\" }}\n",
+            sip = lab.sip,
+            ami = lab.ami
+        ),
+    )
+    .expect("config");
+    let command = format!(
+        "env XDG_CONFIG_HOME={d}/cfg XDG_DATA_HOME={d}/data {bin} --config {c} --log-file {d}/ringside.log",
+        d = dir.display(),
+        bin = env!("CARGO_BIN_EXE_ringside"),
+        c = config.display()
+    );
+    let tmux = Tmux::start(&dir, &command, 120, 32);
+
+    tmux.wait_for("registration", Duration::from_secs(15), |s| {
+        s.contains(" registered ") && s.contains("support:off")
+    });
+    // c: connect; two queues, so a picker asks which.
+    tmux.keys(&["c"]);
+    tmux.wait_for("the queue picker", Duration::from_secs(5), |s| {
+        s.contains("Connect to which queue?")
+    });
+    tmux.keys(&["Down", "Enter"]);
+    tmux.wait_for("support:on after *600", Duration::from_secs(15), |s| {
+        s.contains("support:on") && s.contains("sales:off")
+    });
+    // A simulated caller arrives within a few seconds at 30/min.
+    tmux.wait_for("the incoming-call popup", Duration::from_secs(40), |s| {
+        s.contains("Incoming call") && s.contains("a  answer")
+    });
+    tmux.keys(&["a"]);
+    let screen = tmux.wait_for("the call active", Duration::from_secs(10), |s| {
+        call_line(s).is_some_and(|l| l.contains("active") && l.contains("PCMU"))
+    });
+    assert!(!screen.contains("Incoming call"), "{screen}");
+    tmux.keys(&["h"]);
+    tmux.wait_for("the call on hold", Duration::from_secs(10), |s| {
+        call_line(s).is_some_and(|l| l.contains("on hold"))
+    });
+    tmux.keys(&["h"]);
+    tmux.wait_for("the call resumed", Duration::from_secs(10), |s| {
+        call_line(s).is_some_and(|l| l.contains("active"))
+    });
+    // m mutes: the marker shows on the call line.
+    tmux.keys(&["m"]);
+    tmux.wait_for("the mute marker", Duration::from_secs(5), |s| {
+        call_line(s).is_some_and(|l| l.contains(" M "))
+    });
+    tmux.keys(&["x"]);
+    tmux.wait_for("the call gone", Duration::from_secs(10), |s| {
+        s.contains("No calls.") && s.contains("ended")
+    });
+    // The event stream saw the call: connected, then the agent hanging up.
+    tmux.wait_for("the report events", Duration::from_secs(10), |s| {
+        s.contains("connected") && s.contains("agent-hangup")
+    });
+    // C disconnects (a picker again? only support is connected, so no).
+    tmux.keys(&["C"]);
+    tmux.wait_for("support:off after *601", Duration::from_secs(15), |s| {
+        s.contains("support:off")
+    });
+    tmux.quit();
+    let log = std::fs::read_to_string(dir.join("queue_log")).unwrap_or_default();
+    assert!(log.contains("|support|101|ADDMEMBER|"), "{log}");
+    assert!(log.contains("|COMPLETEAGENT|"), "{log}");
+    assert!(log.contains("|support|101|REMOVEMEMBER|"), "{log}");
+}
+
+#[test]
+fn without_a_config_the_dashboard_opens_on_the_demo_lab() {
+    if !require_peer("tmux") {
+        return;
+    }
+    let dir = work_dir("e2e-demo");
+    let command = format!(
+        "env XDG_CONFIG_HOME={d}/cfg XDG_DATA_HOME={d}/data {bin} --log-file {d}/ringside.log",
+        d = dir.display(),
+        bin = env!("CARGO_BIN_EXE_ringside"),
+    );
+    let tmux = Tmux::start(&dir, &command, 100, 30);
+    tmux.wait_for("the demo joined support", Duration::from_secs(20), |s| {
+        s.contains("DEMO") && s.contains(" registered ") && s.contains("support:on")
+    });
+    // Once the confirmation has gone, the notice line says what the demo is.
+    tmux.wait_for("the demo hint", Duration::from_secs(15), |s| {
+        s.contains("DEMO on the embedded lab PBX") && s.contains("To use your PBX")
+    });
+    // The bots show in the agents pane, with this agent marked.
+    tmux.wait_for("the agents", Duration::from_secs(10), |s| {
+        s.contains("bot1") && s.contains("101 (you)")
+    });
+    // ? opens the help generated from the keymap; Esc closes it.
+    tmux.keys(&["?"]);
+    tmux.wait_for("the help", Duration::from_secs(5), |s| {
+        s.contains("Keys") && s.contains("Hang up the selected call")
+    });
+    tmux.keys(&["Escape"]);
+    tmux.wait_for("the help closed", Duration::from_secs(5), |s| {
+        !s.contains("Keys ─")
+    });
+    tmux.quit();
+}
+
+#[test]
+fn a_supervisor_watches_the_same_queues_over_ami() {
+    if !require_peer("tmux") {
+        return;
+    }
+    let dir = work_dir("e2e-supervise");
+    let lab = LabProcess::start(&dir, 30);
+    let command = format!(
+        "env XDG_CONFIG_HOME={d}/cfg XDG_DATA_HOME={d}/data RINGSIDE_AMI_SECRET=lab {bin} supervise --ami {ami} --ami-user lab --log-file {d}/ringside.log",
+        d = dir.display(),
+        bin = env!("CARGO_BIN_EXE_ringside"),
+        ami = lab.ami,
+    );
+    let tmux = Tmux::start(&dir, &command, 120, 32);
+    tmux.wait_for(
+        "the supervisor header and queues",
+        Duration::from_secs(15),
+        |s| s.contains("supervisor") && s.contains("support") && s.contains("sales"),
+    );
+    // Callers arrive and wait (no agent is logged in): the queue pane counts them and the
+    // event stream shows them entering.
+    tmux.wait_for("waiting callers", Duration::from_secs(30), |s| {
+        s.contains("enter-queue") && s.contains("waiting")
+    });
+    tmux.quit();
+}
