@@ -1983,14 +1983,11 @@ pub fn clock_time(epoch_s: u64, utc_offset_s: i32) -> String {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::queue::ami::{
-        AgentCalled, AgentLeg, CallerChannel, DeviceState, QueueCallerMove, QueueMemberInfo,
-        QueueParams,
-    };
+    use crate::queue::ami::{AgentCalled, AgentLeg, CallerChannel, DeviceState};
     use crate::tui::number::INCORRECT_NUMBER;
     use std::time::Duration;
 
-    pub const T0_MS: u64 = 1_795_259_591_000;
+    pub use crate::tui::sample::{caller_joins, member, params, T0_MS};
 
     pub fn config() -> AppConfig {
         AppConfig {
@@ -2032,41 +2029,6 @@ pub(crate) mod tests {
 
     pub fn type_text(app: &mut App, text: &str) -> Vec<Command> {
         text.chars().flat_map(|c| app.update(key(c))).collect()
-    }
-
-    pub fn member(queue: &str, interface: &str, name: &str, status: DeviceState) -> QueueAmiEvent {
-        QueueAmiEvent::QueueMember(QueueMemberInfo {
-            queue: queue.to_owned(),
-            member_name: name.to_owned(),
-            interface: interface.to_owned(),
-            membership: Some(Membership::Dynamic),
-            status: Some(status),
-            paused: Some(false),
-            ..QueueMemberInfo::default()
-        })
-    }
-
-    pub fn params(queue: &str) -> QueueAmiEvent {
-        QueueAmiEvent::QueueParams(QueueParams {
-            queue: queue.to_owned(),
-            strategy: "rrmemory".to_owned(),
-            service_level_s: Some(20),
-            ..QueueParams::default()
-        })
-    }
-
-    pub fn caller_joins(queue: &str, id: &str, number: &str, name: &str) -> QueueAmiEvent {
-        QueueAmiEvent::QueueCallerJoin(QueueCallerMove {
-            queue: queue.to_owned(),
-            caller: CallerChannel {
-                channel: format!("PJSIP/{number}-0001"),
-                uniqueid: id.to_owned(),
-                caller_id_num: number.to_owned(),
-                caller_id_name: name.to_owned(),
-                ..CallerChannel::default()
-            },
-            ..QueueCallerMove::default()
-        })
     }
 
     pub fn incoming(app: &mut App, call: u32, from: &str, name: Option<&str>) -> Vec<Command> {

@@ -7,6 +7,8 @@
 pub mod app;
 pub mod keymap;
 pub mod number;
+#[doc(hidden)]
+pub mod sample;
 pub mod theme;
 mod toml_tree;
 pub mod view;

@@ -577,76 +577,7 @@ mod tests {
     /// 50 queues, 1000 agents (a tenth of them in each queue) and `events` report events.
     fn busy(events: usize) -> App {
         let mut app = app();
-        for q in 0..50 {
-            app.update(Input::Queue(params(&format!("queue{q:02}"))));
-        }
-        for a in 0..1000 {
-            let status = match a % 4 {
-                0 => DeviceState::NotInUse,
-                1 => DeviceState::InUse,
-                2 => DeviceState::Ringing,
-                _ => DeviceState::Unavailable,
-            };
-            let queue = format!("queue{:02}", a % 50);
-            let interface = format!("PJSIP/a{a:04}");
-            app.update(Input::Queue(member(
-                &queue,
-                &interface,
-                &format!("agent{a:04}"),
-                status,
-            )));
-        }
-        for c in 0..300 {
-            let queue = format!("queue{:02}", c % 7);
-            app.update(Input::Queue(caller_joins(
-                &queue,
-                &format!("c{c}"),
-                &format!("+3247{c:07}"),
-                if c % 3 == 0 { "" } else { "Caller Name" },
-            )));
-        }
-        // Calls in turn through the queues: enter, then answered (and hung up) or abandoned.
-        let mut pushed = 0;
-        let mut call = 0u64;
-        while pushed < events {
-            let queue = format!("queue{:02}", call % 50);
-            let time = T0_MS / 1000 - 600 + call % 600;
-            let wait = u32::try_from(call % 45).unwrap_or(0);
-            let outcome = if call % 7 == 3 {
-                vec![(ReportKind::CallerQuit, Some(wait), None)]
-            } else {
-                vec![
-                    (ReportKind::Connected, Some(wait), None),
-                    (ReportKind::AgentHangup, Some(wait), Some(120)),
-                ]
-            };
-            let steps = std::iter::once((ReportKind::EnterQueue, None, None)).chain(outcome);
-            for (kind, wait_s, talk_s) in steps {
-                if pushed == events {
-                    break;
-                }
-                let answered = kind != ReportKind::EnterQueue && kind != ReportKind::CallerQuit;
-                app.update(Input::Report(ReportEvent {
-                    time,
-                    kind,
-                    queue: queue.clone(),
-                    call_id: Some(format!("call{call}")),
-                    agent: answered.then(|| format!("agent{:04}", call % 1000)),
-                    caller: Some(format!("+3247{call:07}")),
-                    wait_s,
-                    talk_s,
-                    ring_ms: None,
-                    position: Some(1),
-                    detail: None,
-                }));
-                pushed += 1;
-            }
-            call += 1;
-        }
-        app.update(Input::Tick {
-            epoch_ms: T0_MS + 120_000,
-        });
-        app.notice = None;
+        crate::tui::sample::fill_busy(&mut app, events);
         app
     }
 
