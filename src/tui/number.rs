@@ -1,169 +1,64 @@
-//! Phone numbers typed by a person, normalised to E.164 (`+<country><number>`).
-//!
-//! A pragmatic normaliser, not libphonenumber: `+` and international-prefix numbers are
-//! checked for length (and, for the countries in [`REGIONS`], for the length of the national
-//! number); national numbers need a default region from that table, whose trunk prefix is
-//! dropped. It knows nothing of number ranges, so a well-formed but unassigned number passes.
-//! The `phonenumber` crate would bring the full metadata at a build and size cost we do not
-//! need yet.
+//! Phone numbers typed by a person, normalised to E.164 (`+<country><number>`) with the
+//! `phonenumber` crate (libphonenumber's metadata): the number must be a valid one for its
+//! country, not merely the right length. National numbers are read in `[dial] default_region`.
+
+use std::str::FromStr;
+
+use phonenumber::country;
+use phonenumber::Mode;
 
 /// The wording agents see for a number we cannot use.
 pub const INCORRECT_NUMBER: &str =
     "Incorrect number: use the international format, e.g. +16506913277";
 
-/// What we know of one country's numbering plan.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Region {
-    /// ISO 3166 alpha-2 code.
-    pub code: &'static str,
-    pub calling_code: &'static str,
-    /// Dropped from national numbers ("0" in most of Europe, "1" in the NANP).
-    pub trunk_prefix: Option<&'static str>,
-    /// Dialled before a country code from inside the country.
-    pub international_prefix: &'static str,
-    /// Digits of the national significant number, inclusive.
-    pub national_digits: (usize, usize),
-}
-
-const fn region(
-    code: &'static str,
-    calling_code: &'static str,
-    trunk_prefix: Option<&'static str>,
-    international_prefix: &'static str,
-    national_digits: (usize, usize),
-) -> Region {
-    Region {
-        code,
-        calling_code,
-        trunk_prefix,
-        international_prefix,
-        national_digits,
-    }
-}
-
-/// The regions national numbers can be typed for. Italy and San Marino keep their leading 0
-/// (no trunk prefix); Spain, Portugal, Luxembourg, Denmark and Norway have none.
-pub const REGIONS: &[Region] = &[
-    region("AT", "43", Some("0"), "00", (4, 13)),
-    region("AU", "61", Some("0"), "0011", (9, 9)),
-    region("BE", "32", Some("0"), "00", (8, 9)),
-    region("CA", "1", Some("1"), "011", (10, 10)),
-    region("CH", "41", Some("0"), "00", (9, 9)),
-    region("DE", "49", Some("0"), "00", (6, 13)),
-    region("DK", "45", None, "00", (8, 8)),
-    region("ES", "34", None, "00", (9, 9)),
-    region("FR", "33", Some("0"), "00", (9, 9)),
-    region("GB", "44", Some("0"), "00", (9, 10)),
-    region("IE", "353", Some("0"), "00", (7, 9)),
-    region("IT", "39", None, "00", (6, 11)),
-    region("LU", "352", None, "00", (4, 11)),
-    region("NL", "31", Some("0"), "00", (9, 9)),
-    region("NO", "47", None, "00", (8, 8)),
-    region("PL", "48", None, "00", (9, 9)),
-    region("PT", "351", None, "00", (9, 9)),
-    region("SE", "46", Some("0"), "00", (7, 13)),
-    region("US", "1", Some("1"), "011", (10, 10)),
-];
-
-/// E.164 allows at most 15 digits after the `+`; below 7 nothing real is left.
-const E164_DIGITS: (usize, usize) = (7, 15);
-
-/// The region with this ISO code (any case).
-pub fn region_of(code: &str) -> Option<&'static Region> {
-    REGIONS.iter().find(|r| r.code.eq_ignore_ascii_case(code))
-}
+/// Longer input is no phone number; it never reaches the parser.
+const MAX_INPUT_CHARS: usize = 40;
 
 /// Normalises a typed number to E.164. National numbers (no `+`, no international prefix) are
-/// read in `default_region`. Blanks, dots, dashes, slashes and brackets are ignored.
+/// read in `default_region` (an ISO 3166 code, any case). Blanks, dots, dashes, slashes and
+/// brackets are ignored; letters are refused.
 ///
 /// Errors are sentences for the notice line.
 pub fn normalize_number(input: &str, default_region: Option<&str>) -> Result<String, String> {
     let trimmed = input.trim();
-    let (plus, rest) = match trimmed.strip_prefix('+') {
-        Some(rest) => (true, rest),
-        None => (false, trimmed),
+    let allowed = |(i, c): (usize, char)| {
+        c.is_ascii_digit()
+            || (c == '+' && i == 0)
+            || matches!(c, ' ' | '\u{a0}' | '.' | '-' | '/' | '(' | ')')
     };
-    let mut digits = String::with_capacity(rest.len());
-    for c in rest.chars() {
-        match c {
-            '0'..='9' => digits.push(c),
-            ' ' | '\u{a0}' | '.' | '-' | '/' | '(' | ')' => {}
-            _ => return Err(INCORRECT_NUMBER.to_owned()),
-        }
-    }
-    if digits.is_empty() {
+    if trimmed.is_empty()
+        || trimmed.chars().count() > MAX_INPUT_CHARS
+        || !trimmed.char_indices().all(allowed)
+        || !trimmed.chars().any(|c| c.is_ascii_digit())
+    {
         return Err(INCORRECT_NUMBER.to_owned());
     }
-    if plus {
-        return international(&digits);
-    }
+    let international = trimmed.starts_with('+');
     let region = match default_region {
-        Some(code) => match region_of(code) {
-            Some(region) => Some(region),
-            None => {
+        Some(code) => match country::Id::from_str(&code.trim().to_ascii_uppercase()) {
+            Ok(id) => Some(id),
+            // An international number needs no region, known or not.
+            Err(_) if international => None,
+            Err(_) => {
                 return Err(format!(
-                    "Cannot read national numbers for region {}: use the international format, e.g. +16506913277 (known regions: {})",
-                    code.chars().take(8).collect::<String>(),
-                    REGIONS.iter().map(|r| r.code).collect::<Vec<_>>().join(", ")
+                    "Cannot read national numbers for region {}: set [dial] default_region to a two-letter country code such as BE or US, or use the international format, e.g. +16506913277",
+                    code.chars().take(8).collect::<String>()
                 ))
             }
         },
         None => None,
     };
-    // "00 32 ..." (or the region's own prefix) is the international form without the +.
-    let prefixes: &[&str] = match region {
-        Some(r) if r.international_prefix != "00" => &[r.international_prefix, "00"],
-        _ => &["00"],
+    // Without a region, "00 32 ..." is still the international form: 00 is the prefix almost
+    // everywhere, and nothing else can be meant.
+    let text = match (region, trimmed.strip_prefix("00")) {
+        (None, Some(rest)) => format!("+{rest}"),
+        _ => trimmed.to_owned(),
     };
-    for prefix in prefixes {
-        if let Some(after) = digits.strip_prefix(prefix) {
-            if !after.is_empty() && !after.starts_with('0') {
-                return international(after);
-            }
-        }
-    }
-    let Some(region) = region else {
-        return Err(INCORRECT_NUMBER.to_owned());
-    };
-    let national = match region.trunk_prefix {
-        Some(trunk) => match digits.strip_prefix(trunk) {
-            Some(after) => after,
-            // NANP numbers are often typed without the leading 1; elsewhere the trunk 0 is
-            // part of every national number.
-            None if region.calling_code == "1" => digits.as_str(),
-            None => return Err(INCORRECT_NUMBER.to_owned()),
-        },
-        None => digits.as_str(),
-    };
-    let (low, high) = region.national_digits;
-    if national.len() < low
-        || national.len() > high
-        || national.starts_with('0') && region.trunk_prefix.is_some()
-    {
+    let number = phonenumber::parse(region, &text).map_err(|_| INCORRECT_NUMBER.to_owned())?;
+    if !phonenumber::is_valid(&number) {
         return Err(INCORRECT_NUMBER.to_owned());
     }
-    Ok(format!("+{}{national}", region.calling_code))
-}
-
-/// `digits` follow a `+` (or an international prefix).
-fn international(digits: &str) -> Result<String, String> {
-    let (low, high) = E164_DIGITS;
-    if digits.len() < low || digits.len() > high || digits.starts_with('0') {
-        return Err(INCORRECT_NUMBER.to_owned());
-    }
-    // Where the country is one we know, hold the national part to its length.
-    let known = REGIONS
-        .iter()
-        .filter(|r| digits.starts_with(r.calling_code))
-        .max_by_key(|r| r.calling_code.len());
-    if let Some(region) = known {
-        let national_len = digits.len() - region.calling_code.len();
-        let (low, high) = region.national_digits;
-        if national_len < low || national_len > high {
-            return Err(INCORRECT_NUMBER.to_owned());
-        }
-    }
-    Ok(format!("+{digits}"))
+    Ok(number.format().mode(Mode::E164).to_string())
 }
 
 /// What a dial prompt accepts: a SIP URI or `user@host` as typed, a feature code (`*600`), an
@@ -228,8 +123,9 @@ mod tests {
         assert_eq!(ok("0032 2 555 12 12", Some("BE")), "+3225551212");
         assert_eq!(ok("0032 2 555 12 12", None), "+3225551212");
         assert_eq!(ok("011 44 20 7946 0018", Some("US")), "+442079460018");
-        // A country we have no table for is held to E.164's length only.
         assert_eq!(ok("+81 3 1234 5678", None), "+81312345678");
+        // The common slip of keeping the trunk 0 after the country code is forgiven.
+        assert_eq!(ok("+44 (0)20 7946 0018", None), "+442079460018");
     }
 
     #[test]
@@ -245,6 +141,8 @@ mod tests {
         // Italy keeps the leading 0 of fixed lines.
         assert_eq!(ok("06 1234 5678", Some("IT")), "+390612345678");
         assert_eq!(ok("612 34 56 78", Some("ES")), "+34612345678");
+        // libphonenumber reads a national number typed without its trunk 0 too.
+        assert_eq!(ok("470 12 34 56", Some("BE")), "+32470123456");
     }
 
     #[test]
@@ -258,8 +156,9 @@ mod tests {
             ("12ab34", Some("BE")),
             ("", Some("BE")),
             ("+", None),
-            ("470 12 34 56", Some("BE")), // no trunk 0
-            ("0470 12", Some("BE")),      // too short
+            ("0470 12", Some("BE")), // too short
+            ("+32 1 234 56", None),  // no Belgian number starts 1 with 6 digits
+            ("+1 555 0100", None),   // not a NANP number
         ] {
             assert_eq!(
                 normalize_number(input, region),
@@ -274,10 +173,10 @@ mod tests {
     }
 
     #[test]
-    fn an_unknown_region_says_which_ones_work() {
+    fn an_unknown_region_says_what_to_set() {
         let error = normalize_number("0470123456", Some("ZZ")).expect_err("unknown region");
         assert!(error.contains("region ZZ"), "{error}");
-        assert!(error.contains("BE, CA"), "{error}");
+        assert!(error.contains("[dial] default_region"), "{error}");
         // International numbers need no region, known or not.
         assert_eq!(ok("+32470123456", Some("ZZ")), "+32470123456");
     }
