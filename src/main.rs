@@ -46,6 +46,19 @@ enum Cmd {
         /// Read the live queues from an AMI instead (HOST:PORT; port 5038 if omitted).
         #[arg(long, value_name = "HOST:PORT")]
         ami: Option<String>,
+        /// Read a queue report exported to CSV instead (ours, or a hosted PBX's "Export to CSV").
+        #[arg(long, value_name = "FILE", conflicts_with_all = ["queue_log", "ami"])]
+        csv: Option<PathBuf>,
+        /// The --csv times' zone as an offset from UTC (e.g. +01:00) where they give none.
+        #[arg(
+            long,
+            value_name = "+HH:MM",
+            requires = "csv",
+            conflicts_with_all = ["queue_log", "ami"],
+            allow_hyphen_values = true,
+            value_parser = ringside::queue::report_csv::parse_utc_offset
+        )]
+        utc_offset: Option<i32>,
         #[command(flatten)]
         credentials: AmiCredentialArgs,
         /// Start of the period (epoch seconds, YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS, UTC).
@@ -265,6 +278,8 @@ fn run() -> anyhow::Result<i32> {
         Some(Cmd::Report {
             queue_log,
             ami,
+            csv,
+            utc_offset,
             credentials,
             from,
             to,
@@ -278,6 +293,8 @@ fn run() -> anyhow::Result<i32> {
         }) => {
             let args = ringside::cli::report::ReportArgs {
                 queue_log: queue_log.clone(),
+                csv: csv.clone(),
+                utc_offset_s: utc_offset.unwrap_or(0),
                 ami: ami.clone(),
                 from: *from,
                 to: *to,

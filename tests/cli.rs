@@ -230,3 +230,82 @@ fn lab_runs_a_simulated_call_center_into_a_queue_log() {
         "{lines:?}"
     );
 }
+
+#[test]
+fn report_over_an_exported_csv() {
+    let dir = scratch("report_csv");
+    let log = fixture_log();
+    let log = log.to_str().expect("utf-8 path");
+    let from_log = run_bin(&["report", "--queue-log", log, "--stats"]);
+    assert!(from_log.status.success());
+
+    // Our own export reads back to the same statistics, without a warning.
+    let export = run_bin(&["report", "--queue-log", log, "--format", "csv"]);
+    let csv = dir.join("export.csv");
+    std::fs::write(&csv, &export.stdout).expect("write");
+    let csv = csv.to_str().expect("utf-8 path");
+    let from_csv = run_bin(&["report", "--csv", csv, "--stats"]);
+    assert!(
+        from_csv.status.success(),
+        "{}",
+        String::from_utf8_lossy(&from_csv.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&from_csv.stdout),
+        String::from_utf8_lossy(&from_log.stdout)
+    );
+    assert_eq!(String::from_utf8_lossy(&from_csv.stderr), "");
+
+    // The hosted PBX's export: local time, `;`, the report's labels, mm:ss, newest first.
+    let hosted = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/hosted-queue-report.csv");
+    let hosted = hosted.to_str().expect("utf-8 path");
+    let out = run_bin(&[
+        "report",
+        "--csv",
+        hosted,
+        "--utc-offset",
+        "+01:00",
+        "--stats",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&from_log.stdout)
+    );
+    assert!(
+        err.contains("warning: CSV line 7: unknown event type \"The caller was put on hold\""),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 3, "{err}");
+
+    let table = run_bin(&[
+        "report",
+        "--csv",
+        hosted,
+        "--utc-offset=-05:00",
+        "--event",
+        "caller-quit",
+    ]);
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(text.contains("17:14:00 caller-quit support"), "{text}");
+    assert!(
+        text.ends_with("3 event(s); 50 CSV row(s) read, 2 skipped\n"),
+        "{text}"
+    );
+
+    let both = run_bin(&["report", "--csv", hosted, "--queue-log", log]);
+    assert_eq!(both.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&both.stderr)
+        .contains("'--csv <FILE>' cannot be used with '--queue-log <FILE>'"));
+    let bad = dir.join("bad.csv");
+    std::fs::write(&bad, "Date,Agent\n2026-11-21 10:00:00,a\n").expect("write");
+    let out = run_bin(&["report", "--csv", bad.to_str().expect("utf-8"), "--stats"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("bad.csv: the CSV header has no event type column"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -2,7 +2,8 @@
 //! `ringside events` (report events as JSON Lines, optionally following the file like
 //! `tail -F`). Both read Asterisk's queue_log, or an AMI (`--ami HOST:PORT`): then the report
 //! is the queues as they are now (the QueueStatus / QueueSummary snapshot) and `events` streams
-//! the report events derived from live AMI events.
+//! the report events derived from live AMI events. `report` also reads a queue report exported
+//! to CSV (`--csv FILE`: ours, or a hosted PBX's "Export to CSV"), for PBXs without AMI.
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -23,12 +24,15 @@ use crate::queue::report::{
     civil_from_days, days_from_civil, format_utc, from_queue_log_ref, push_csv_field,
     write_csv_record, QueueLogReport, ReportEvent, ReportKind, UnknownReportKind, CSV_HEADER,
 };
+use crate::queue::report_csv::{
+    decode_csv_bytes, parse_report_csv, CsvImportOptions, ReportCsvError,
+};
 use crate::queue::stats::{Stats, StatsBuilder, StatsConfig};
 
 /// What can stop a report. Malformed queue_log lines do not: they come back as warnings.
 #[derive(Debug, Error)]
 pub enum ReportError {
-    #[error("no queue_log given: pass --queue-log FILE (Asterisk writes it to /var/log/asterisk/queue_log)")]
+    #[error("no queue_log given: pass --queue-log FILE (Asterisk writes it to /var/log/asterisk/queue_log), --csv FILE (a queue report exported to CSV) or --ami HOST:PORT")]
     NoSource,
     #[error("no AMI user: pass --ami-user NAME (a [user] section of manager.conf) or set RINGSIDE_AMI_USER")]
     NoAmiUser,
@@ -36,6 +40,13 @@ pub enum ReportError {
     NoAmiSecret,
     #[error("--queue-log and --ami are two sources: give one of them")]
     TwoSources,
+    #[error("--csv and {other} are two sources: give one of them")]
+    CsvWithOtherSource { other: &'static str },
+    #[error("{}: {error}", path.display())]
+    Csv {
+        path: PathBuf,
+        error: ReportCsvError,
+    },
     #[error("{flag} applies to --queue-log: --ami shows the queues as they are now (use `ringside events --ami` for live events)")]
     AmiSnapshotOnly { flag: &'static str },
     #[error(transparent)]
@@ -154,6 +165,10 @@ impl FromStr for ReportFormat {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReportArgs {
     pub queue_log: Option<PathBuf>,
+    /// A queue report exported to CSV (ours or a hosted PBX's), instead of a queue_log.
+    pub csv: Option<PathBuf>,
+    /// Seconds east of UTC of the `csv` times written without a zone (the PBX's local time).
+    pub utc_offset_s: i32,
     /// `HOST:PORT` of an AMI: report the queues now instead of a queue_log's history.
     pub ami: Option<String>,
     /// Epoch seconds, inclusive.
@@ -180,6 +195,8 @@ impl Default for ReportArgs {
     fn default() -> Self {
         Self {
             queue_log: None,
+            csv: None,
+            utc_offset_s: 0,
             ami: None,
             from: None,
             to: None,
@@ -194,7 +211,8 @@ impl Default for ReportArgs {
     }
 }
 
-/// What a report run read, and the malformed lines it skipped (for stderr).
+/// What a report run read, and the malformed lines it skipped (for stderr). For `--csv`, lines
+/// are the CSV's records and malformed the records skipped.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ReportSummary {
     pub lines: u64,
@@ -325,6 +343,7 @@ pub fn run_report_at(
     now_epoch: u64,
     out: &mut impl Write,
 ) -> Result<ReportSummary, ReportError> {
+    check_csv_alone(args)?;
     if args.ami.is_some() {
         // Only the environment can give credentials here; the CLI passes its
         // --ami-user / --ami-secret to run_report_ami directly.
@@ -338,7 +357,7 @@ pub fn run_report_at(
             .map_err(ReportError::Runtime)?;
         return runtime.block_on(run_report_ami_at(args, &credentials, now_epoch, out));
     }
-    let Some(path) = &args.queue_log else {
+    let Some(path) = args.queue_log.as_ref().or(args.csv.as_ref()) else {
         return Err(ReportError::NoSource);
     };
     let (from, to) = match (args.period, args.from, args.to) {
@@ -356,6 +375,9 @@ pub fn run_report_at(
         path: path.clone(),
         error,
     })?;
+    if args.csv.is_some() {
+        return report_from_csv(args, path, &bytes, (from, to), out);
+    }
     let text = String::from_utf8_lossy(&bytes);
     let mut summary = ReportSummary::default();
 
@@ -403,25 +425,114 @@ pub fn run_report_at(
     }
     finish_warnings(&mut summary);
     summary.events_shown = events.len() as u64;
-    let written = match args.format {
-        ReportFormat::Table => write_table(&events, out).and_then(|()| {
-            writeln!(
-                out,
-                "{} event(s); {} line(s) read, {} malformed",
-                events.len(),
-                summary.lines,
-                summary.malformed
-            )
-        }),
-        ReportFormat::Csv => write_csv(&events, out),
+    let footer = format!(
+        "{} event(s); {} line(s) read, {} malformed",
+        events.len(),
+        summary.lines,
+        summary.malformed
+    );
+    write_events(&events, args.format, &footer, out)?;
+    Ok(summary)
+}
+
+/// `--csv` excludes the other two sources.
+fn check_csv_alone(args: &ReportArgs) -> Result<(), ReportError> {
+    if args.csv.is_none() {
+        return Ok(());
+    }
+    if args.queue_log.is_some() {
+        return Err(ReportError::CsvWithOtherSource {
+            other: "--queue-log",
+        });
+    }
+    if args.ami.is_some() {
+        return Err(ReportError::CsvWithOtherSource { other: "--ami" });
+    }
+    Ok(())
+}
+
+/// The report over an exported CSV: the same filters, formats and statistics as a queue_log's.
+fn report_from_csv(
+    args: &ReportArgs,
+    path: &Path,
+    bytes: &[u8],
+    (from, to): (u64, u64),
+    out: &mut impl Write,
+) -> Result<ReportSummary, ReportError> {
+    let text = decode_csv_bytes(bytes);
+    let options = CsvImportOptions {
+        utc_offset_s: args.utc_offset_s,
+    };
+    let import = parse_report_csv(&text, options).map_err(|error| ReportError::Csv {
+        path: path.to_owned(),
+        error,
+    })?;
+    let mut summary = ReportSummary {
+        lines: import.records,
+        malformed: import.skipped,
+        ..ReportSummary::default()
+    };
+    summary.warnings = import
+        .warnings
+        .iter()
+        .take(MAX_WARNINGS)
+        .map(|warning| format!("CSV {warning}"))
+        .collect();
+    let listed = summary.warnings.len() as u64;
+    if import.warning_count > listed {
+        summary.warnings.push(format!(
+            "... and {} more CSV warning(s)",
+            import.warning_count - listed
+        ));
+    }
+
+    if args.stats {
+        let mut builder = StatsBuilder::new(StatsConfig {
+            from,
+            to,
+            service_level_s: args.service_level_s,
+            queue: args.queue.clone(),
+        });
+        for event in &import.events {
+            builder.add(&event.as_event_ref());
+        }
+        write_stats(&builder.finish(), args.format, out).map_err(ReportError::Write)?;
+        return Ok(summary);
+    }
+
+    let events: Vec<ReportEvent> = import
+        .events
+        .into_iter()
+        .filter(|event| keep(args, from, to, event))
+        .collect();
+    summary.events_shown = events.len() as u64;
+    let footer = format!(
+        "{} event(s); {} CSV row(s) read, {} skipped",
+        events.len(),
+        summary.lines,
+        summary.malformed
+    );
+    write_events(&events, args.format, &footer, out)?;
+    Ok(summary)
+}
+
+/// The events in the chosen format; `footer` closes the table.
+fn write_events(
+    events: &[ReportEvent],
+    format: ReportFormat,
+    footer: &str,
+    out: &mut impl Write,
+) -> Result<(), ReportError> {
+    let written = match format {
+        ReportFormat::Table => write_table(events, out).and_then(|()| writeln!(out, "{footer}")),
+        ReportFormat::Csv => write_csv(events, out),
         ReportFormat::Json => events
             .iter()
             .try_for_each(|event| writeln!(out, "{}", event.to_json_line())),
     };
     written
         .and_then(|()| out.flush())
-        .map_err(ReportError::Write)?;
-    Ok(summary)
+        .map_err(ReportError::Write)
 }
 
 fn keep(args: &ReportArgs, from: u64, to: u64, event: &ReportEvent) -> bool {
@@ -1202,6 +1313,7 @@ pub async fn run_report_ami_at(
     if args.queue_log.is_some() {
         return Err(ReportError::TwoSources);
     }
+    check_csv_alone(args)?;
     if let Some((_, flag)) = flags.iter().find(|(given, _)| *given) {
         return Err(ReportError::AmiSnapshotOnly { flag });
     }
@@ -2417,6 +2529,198 @@ AVG WAIT: answered calls; MAX WAIT: all calls; ABANDON%: hang-ups / offered.
         assert_eq!(summary.reopened, 3, "appeared, truncated, rotated");
         assert!(warnings.starts_with("waiting for "), "{warnings}");
         assert!(warnings.ends_with("queue_log line 3: queue_log line has only 1 `|`-separated field(s), at least 5 are needed (time|callid|queue|agent|event): the line is cut short or is not from a queue_log\n"), "{warnings}");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    fn hosted_export() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/hosted-queue-report.csv")
+    }
+
+    /// Our CSV export of the fixture, written to a scratch file.
+    fn exported_fixture(name: &str) -> (PathBuf, PathBuf) {
+        let dir = scratch(name);
+        let (csv, _) = report(&ReportArgs {
+            format: ReportFormat::Csv,
+            ..fixture_args()
+        });
+        let path = dir.join("report.csv");
+        std::fs::write(&path, csv).expect("write");
+        (dir, path)
+    }
+
+    #[test]
+    fn an_exported_csv_reports_like_its_queue_log() {
+        let (dir, path) = exported_fixture("csv-round-trip");
+        let from_csv = |args: &ReportArgs| {
+            report(&ReportArgs {
+                queue_log: None,
+                csv: Some(path.clone()),
+                ..args.clone()
+            })
+        };
+        let variants = [
+            fixture_args(),
+            ReportArgs {
+                format: ReportFormat::Json,
+                ..fixture_args()
+            },
+            ReportArgs {
+                format: ReportFormat::Csv,
+                events: vec![ReportKind::CallerQuit, ReportKind::Connected],
+                queue: Some("support".into()),
+                from: Some(1_795_259_560),
+                to: Some(1_795_259_660),
+                ..fixture_args()
+            },
+            ReportArgs {
+                stats: true,
+                ..fixture_args()
+            },
+            ReportArgs {
+                stats: true,
+                format: ReportFormat::Csv,
+                service_level_s: 0,
+                ..fixture_args()
+            },
+            ReportArgs {
+                stats: true,
+                format: ReportFormat::Json,
+                queue: Some("support".into()),
+                from: Some(1_795_259_600),
+                ..fixture_args()
+            },
+        ];
+        for args in variants {
+            let (expected, _) = report(&args);
+            let (got, summary) = from_csv(&args);
+            if args.format == ReportFormat::Table && !args.stats {
+                // The same rows; only the footer counts CSV rows instead of queue_log lines.
+                fn body(text: &str) -> Vec<&str> {
+                    text.lines().rev().skip(1).collect()
+                }
+                assert_eq!(body(&got), body(&expected));
+                assert!(
+                    got.ends_with("48 event(s); 48 CSV row(s) read, 0 skipped\n"),
+                    "{got}"
+                );
+            } else {
+                assert_eq!(got, expected, "{args:?}");
+            }
+            assert_eq!((summary.lines, summary.malformed), (48, 0));
+            assert_eq!(summary.warnings, Vec::<String>::new());
+        }
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_hosted_pbx_export_gives_the_queue_logs_statistics() {
+        let hosted = ReportArgs {
+            csv: Some(hosted_export()),
+            utc_offset_s: 3600,
+            stats: true,
+            ..ReportArgs::default()
+        };
+        let (stats, summary) = report(&hosted);
+        let (expected, _) = report(&ReportArgs {
+            stats: true,
+            ..fixture_args()
+        });
+        assert_eq!(stats, expected);
+        assert_eq!((summary.lines, summary.malformed), (50, 2));
+        assert_eq!(summary.warnings.len(), 3);
+        assert!(
+            summary.warnings[1]
+                .starts_with("CSV line 7: unknown event type \"The caller was put on hold\""),
+            "{:?}",
+            summary.warnings
+        );
+        // Events: a period given in UTC selects the same events from either source.
+        let (events, _) = report(&ReportArgs {
+            stats: false,
+            format: ReportFormat::Json,
+            period: Some(Period::Today),
+            ..hosted.clone()
+        });
+        let count = events.lines().count();
+        assert_eq!(count, 48, "{events}");
+    }
+
+    #[test]
+    fn csv_is_a_third_source_given_alone() {
+        let csv = Some(hosted_export());
+        let error = run_report_at(
+            &ReportArgs {
+                csv: csv.clone(),
+                ..fixture_args()
+            },
+            0,
+            &mut Vec::new(),
+        )
+        .expect_err("two sources");
+        assert_eq!(
+            error.to_string(),
+            "--csv and --queue-log are two sources: give one of them"
+        );
+        let with_ami = ReportArgs {
+            csv: csv.clone(),
+            ami: Some("127.0.0.1:5038".into()),
+            ..ReportArgs::default()
+        };
+        let error = run_report_at(&with_ami, 0, &mut Vec::new()).expect_err("two sources");
+        assert_eq!(
+            error.to_string(),
+            "--csv and --ami are two sources: give one of them"
+        );
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let credentials = AmiCredentials {
+            user: "console".into(),
+            secret: Secret::new("x"),
+        };
+        let error = runtime
+            .block_on(run_report_ami_at(
+                &with_ami,
+                &credentials,
+                0,
+                &mut Vec::new(),
+            ))
+            .expect_err("checked before connecting");
+        assert!(matches!(
+            error,
+            ReportError::CsvWithOtherSource { other: "--ami" }
+        ));
+
+        let dir = scratch("csv-bad-header");
+        let path = dir.join("export.csv");
+        std::fs::write(&path, "Date;Agent;Talk\n21/11/2026 10:00;a;1\n").expect("write");
+        let error = run_report_at(
+            &ReportArgs {
+                csv: Some(path.clone()),
+                ..ReportArgs::default()
+            },
+            0,
+            &mut Vec::new(),
+        )
+        .expect_err("no event type or queue column");
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "{}: the CSV header has no event type column (name it e.g. \"Event type\") and no queue column (name it e.g. \"Queue\"); the header found is: \"Date\", \"Agent\", \"Talk\". Export the report with its header row, or rename the columns",
+                path.display()
+            )
+        );
+        let missing = run_report_at(
+            &ReportArgs {
+                csv: Some(dir.join("absent.csv")),
+                ..ReportArgs::default()
+            },
+            0,
+            &mut Vec::new(),
+        )
+        .expect_err("missing file");
+        assert!(missing.to_string().starts_with("cannot read "), "{missing}");
         let _ = std::fs::remove_dir_all(dir);
     }
 }

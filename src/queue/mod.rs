@@ -7,4 +7,5 @@ pub mod ami_client;
 pub mod model;
 pub mod queue_log;
 pub mod report;
+pub mod report_csv;
 pub mod stats;
