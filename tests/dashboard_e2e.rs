@@ -186,7 +186,7 @@ fn call_line(screen: &str) -> Option<&str> {
 }
 
 #[test]
-fn an_agent_answers_holds_resumes_and_hangs_up_a_queue_call_with_keys_alone() {
+fn an_agent_answers_holds_resumes_transfers_and_hangs_up_queue_calls_with_keys_alone() {
     if !require_peer("tmux") {
         return;
     }
@@ -257,6 +257,30 @@ fn an_agent_answers_holds_resumes_and_hangs_up_a_queue_call_with_keys_alone() {
     tmux.wait_for("the report events", Duration::from_secs(10), |s| {
         s.contains("connected") && s.contains("agent-hangup")
     });
+    // The next caller: answered, then blind-transferred with t to an outside number, which
+    // the lab PBX carries out (REFER, NOTIFY 100 then 200, BYE).
+    tmux.wait_for("the next incoming call", Duration::from_secs(40), |s| {
+        s.contains("Incoming call") && s.contains("a  answer")
+    });
+    tmux.keys(&["a"]);
+    let screen = tmux.wait_for("the second call active", Duration::from_secs(10), |s| {
+        call_line(s).is_some_and(|l| l.contains("active"))
+    });
+    let caller = call_line(&screen)
+        .and_then(|l| l.split_whitespace().find(|w| w.starts_with("+32")))
+        .map(str::to_owned)
+        .expect("the caller's number on the call line");
+    tmux.keys(&["t"]);
+    tmux.wait_for("the transfer prompt", Duration::from_secs(5), |s| {
+        s.contains("Transfer")
+    });
+    tmux.keys(&["+3225550100", "Enter"]);
+    tmux.wait_for("the transferred call gone", Duration::from_secs(15), |s| {
+        // The next caller may ring at once; the transferred one must be gone.
+        !s.lines()
+            .any(|l| l.contains(&caller) && l.contains("active"))
+            && s.contains("blind-transf")
+    });
     // C disconnects (a picker again? only support is connected, so no).
     tmux.keys(&["C"]);
     tmux.wait_for("support:off after *601", Duration::from_secs(15), |s| {
@@ -266,6 +290,10 @@ fn an_agent_answers_holds_resumes_and_hangs_up_a_queue_call_with_keys_alone() {
     let log = std::fs::read_to_string(dir.join("queue_log")).unwrap_or_default();
     assert!(log.contains("|support|101|ADDMEMBER|"), "{log}");
     assert!(log.contains("|COMPLETEAGENT|"), "{log}");
+    assert!(
+        log.contains("|support|101|BLINDTRANSFER|+3225550100|"),
+        "{log}"
+    );
     assert!(log.contains("|support|101|REMOVEMEMBER|"), "{log}");
 }
 

@@ -3,6 +3,10 @@
 //! queue_log gets ADDMEMBER), then auto-answers a simulated queue call presented with the
 //! caller's number: it hears the caller's 400/800 Hz voice, the caller hangs up (the lab's
 //! BYE), and queue_log has CONNECT and COMPLETECALLER for 101.
+//!
+//! Transfers, with ringside's own UA (through `net::sip`) on both phones: agent 101 answers a
+//! queue call and blind-transfers it to 102, which is rung with the caller, answers, keeps
+//! getting the caller's audio, and queue_log has BLINDTRANSFER.
 
 mod support;
 
@@ -13,10 +17,14 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use ringside::config::{AudioConfig, AudioDeviceChoice, Secret};
 use ringside::lab::config::LabConfig;
 use ringside::lab::pbx::{CALLER_VOICE_HZ, CONFIRMATION_HZ};
+use ringside::media::session::MediaStats;
 use ringside::media::tones::goertzel;
 use ringside::net::lab::{start, LabOptions};
+use ringside::net::sip::{DriverCommand, DriverHandle, DriverOutput};
+use ringside::sip::ua::{CallId, Command, UaConfig, UaEvent};
 use support::{read_text, require_peers, tail, wait_until, PeerWorkspace};
 
 /// What the lab printed, shared with the test thread.
@@ -280,4 +288,287 @@ fn baresip_registers_logs_in_with_the_code_and_takes_a_queue_call() {
         "lab_sip: 425 Hz {beep:.0}, 400 Hz {low:.0}, 800 Hz {high:.0}, other {other:.0}; {connect:?}"
     );
     drop(ctl);
+}
+
+/// One of ringside's own phones: the sans-IO UA behind the `net::sip` driver, on real sockets.
+struct RingsidePhone {
+    driver: DriverHandle,
+    /// Every event so far, oldest first.
+    events: Vec<UaEvent>,
+}
+
+impl RingsidePhone {
+    async fn start(user: &str, lab: SocketAddr, audio: AudioConfig, rtp: (u16, u16)) -> Self {
+        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0")
+            .await
+            .expect("a UDP socket on loopback");
+        let local = socket.local_addr().expect("bound");
+        let mut config = UaConfig::simple(user, local, lab);
+        // The lab is not on 5060: dialled numbers must carry its port.
+        config.domain = lab.to_string();
+        config.password = Secret::new(format!("lab{user}"));
+        config.auto_answer = Some(Duration::from_millis(300));
+        config.rtp_ports = rtp;
+        let seed = u64::from(local.port());
+        let driver = ringside::net::sip::spawn(config, audio, socket, seed)
+            .await
+            .expect("the SIP driver starts");
+        RingsidePhone {
+            driver,
+            events: Vec::new(),
+        }
+    }
+
+    fn command(&self, command: Command) {
+        self.driver
+            .commands
+            .send(DriverCommand::Ua(command))
+            .expect("the driver runs");
+    }
+
+    fn note(&mut self, output: DriverOutput) -> Option<DriverOutput> {
+        match output {
+            DriverOutput::Event(event) => {
+                self.events.push(event);
+                None
+            }
+            DriverOutput::CommandFailed(error) => panic!("a command failed: {error}"),
+            other => Some(other),
+        }
+    }
+
+    /// The first event (already seen or still to come) that `wanted` accepts.
+    async fn wait_for(&mut self, wait: Duration, wanted: impl Fn(&UaEvent) -> bool) -> UaEvent {
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut seen = 0;
+        loop {
+            if let Some(event) = self.events[seen..].iter().find(|e| wanted(e)) {
+                return event.clone();
+            }
+            seen = self.events.len();
+            let output = tokio::time::timeout_at(deadline, self.driver.outputs.recv())
+                .await
+                .unwrap_or_else(|_| panic!("not seen within {wait:?}; events: {:#?}", self.events))
+                .expect("the driver runs");
+            self.note(output);
+        }
+    }
+
+    /// The media counters of `call` now.
+    async fn media_stats(&mut self, call: CallId) -> MediaStats {
+        self.driver
+            .commands
+            .send(DriverCommand::Snapshot)
+            .expect("the driver runs");
+        loop {
+            let output = tokio::time::timeout(Duration::from_secs(5), self.driver.outputs.recv())
+                .await
+                .expect("a snapshot")
+                .expect("the driver runs");
+            if let Some(DriverOutput::Snapshot { media, .. }) = self.note(output) {
+                return media
+                    .into_iter()
+                    .find(|(c, _, _)| *c == call)
+                    .map(|(_, stats, _)| stats)
+                    .unwrap_or_else(|| panic!("no media for {call:?}"));
+            }
+        }
+    }
+}
+
+fn incoming_call(event: &UaEvent) -> Option<CallId> {
+    match event {
+        UaEvent::IncomingCall { call, .. } => Some(*call),
+        _ => None,
+    }
+}
+
+/// Agent 101 (ringside) answers a queue call and blind-transfers it to 102 (ringside too):
+/// the lab accepts the REFER, rings 102 with the caller, reports 200 by NOTIFY, 101's leg
+/// ends, 102 keeps receiving the caller's audio, and queue_log has BLINDTRANSFER.
+#[test]
+fn a_ringside_agent_blind_transfers_a_queue_call_to_another_ringside_phone() {
+    let ws = PeerWorkspace::new("lab_sip_blind_transfer");
+    let queue_log = ws.path("queue_log");
+    let mut config = LabConfig::default();
+    config.simulation.bots = 0;
+    config.simulation.callers_per_minute = 30.0;
+    config.simulation.patience_mean = Duration::from_secs(3600);
+    config.simulation.talk_mean = Duration::from_secs(30);
+    for queue in &mut config.queues {
+        if queue.queue.name != "support" {
+            queue.callers_per_minute = Some(0.0);
+        }
+    }
+    let lab = RunningLab::start(config, queue_log.clone());
+    let diagnose = |what: &str| {
+        format!(
+            "{what}\n--- lab printed:\n{}\n--- queue_log:\n{}",
+            lab.printed.text(),
+            read_text(&queue_log)
+        )
+    };
+    let recording = ws.path("colleague.wav");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (transferred, received) = runtime.block_on(async {
+        let quiet = AudioConfig {
+            device: AudioDeviceChoice::None,
+            ..AudioConfig::default()
+        };
+        let recorded = AudioConfig {
+            device: AudioDeviceChoice::File,
+            file_out: Some(recording.clone()),
+            ..AudioConfig::default()
+        };
+        let mut agent = RingsidePhone::start("101", lab.sip, quiet, (31_000, 31_098)).await;
+        let mut colleague = RingsidePhone::start("102", lab.sip, recorded, (31_100, 31_198)).await;
+        for phone in [&mut agent, &mut colleague] {
+            phone.command(Command::Register);
+            phone
+                .wait_for(Duration::from_secs(10), |e| {
+                    matches!(e, UaEvent::Registered { .. })
+                })
+                .await;
+        }
+        agent.command(Command::Dial {
+            target: "*600".into(),
+        });
+        agent
+            .wait_for(Duration::from_secs(10), |e| {
+                matches!(e, UaEvent::CallEnded { .. })
+            })
+            .await;
+
+        // A waiting caller rings 101, which answers by itself and talks for 2 s.
+        let UaEvent::IncomingCall { call, from, .. } = agent
+            .wait_for(Duration::from_secs(20), |e| incoming_call(e).is_some())
+            .await
+        else {
+            unreachable!("matched");
+        };
+        assert!(from.starts_with("sip:+32255501"), "{from}");
+        agent
+            .wait_for(
+                Duration::from_secs(5),
+                |e| matches!(e, UaEvent::Answered { call: c, .. } if *c == call),
+            )
+            .await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        agent.command(Command::Transfer {
+            call,
+            target: "102".into(),
+        });
+
+        // 102 is rung with the caller's number and answers; 101 hears "200 OK" and leaves.
+        let UaEvent::IncomingCall {
+            call: transferred,
+            from: offered,
+            ..
+        } = colleague
+            .wait_for(Duration::from_secs(10), |e| incoming_call(e).is_some())
+            .await
+        else {
+            unreachable!("matched");
+        };
+        assert_eq!(offered, from, "102 is offered the caller, not the agent");
+        colleague
+            .wait_for(
+                Duration::from_secs(5),
+                |e| matches!(e, UaEvent::Answered { call: c, .. } if *c == transferred),
+            )
+            .await;
+        let done = agent
+            .wait_for(Duration::from_secs(10), |e| {
+                matches!(e, UaEvent::TransferDone { .. })
+            })
+            .await;
+        assert!(
+            matches!(done, UaEvent::TransferDone { success: true, .. }),
+            "{done:?}"
+        );
+        agent
+            .wait_for(
+                Duration::from_secs(10),
+                |e| matches!(e, UaEvent::CallEnded { call: c, .. } if *c == call),
+            )
+            .await;
+        assert!(
+            agent
+                .events
+                .iter()
+                .any(|e| matches!(e, UaEvent::TransferProgress { code: 100, .. })),
+            "the NOTIFY 100 Trying reached 101: {:#?}",
+            agent.events
+        );
+
+        // The caller's audio keeps flowing to 102 after 101 is gone (the media task
+        // reports its counters every 2 s, so measure over a longer span).
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        let before = colleague.media_stats(transferred).await;
+        tokio::time::sleep(Duration::from_millis(4500)).await;
+        let after = colleague.media_stats(transferred).await;
+        let received = after
+            .packets_received
+            .saturating_sub(before.packets_received);
+        colleague.command(Command::Hangup { call: transferred });
+        colleague
+            .wait_for(
+                Duration::from_secs(10),
+                |e| matches!(e, UaEvent::CallEnded { call: c, .. } if *c == transferred),
+            )
+            .await;
+        // The media task closes the recording once the call is over.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        (transferred, received)
+    });
+    // 20 ms packets: 50 a second; the counters cover at least 2.5 s of the 4.5 s.
+    assert!(
+        received >= 125,
+        "RTP packets at 102 in 4.5 s after the transfer: {received}"
+    );
+
+    assert!(
+        wait_until(Duration::from_secs(5), || !lines_with(
+            &read_text(&queue_log),
+            "|support|101|BLINDTRANSFER|102|lab|"
+        )
+        .is_empty()),
+        "{}",
+        diagnose("no BLINDTRANSFER to 102 for 101")
+    );
+    let log = read_text(&queue_log);
+    let blind = lines_with(&log, "|BLINDTRANSFER|")[0];
+    let fields: Vec<&str> = blind.split('|').collect();
+    assert_eq!(fields.len(), 10, "{blind}");
+    assert_eq!(fields[9], "1", "original position: {blind}");
+    let talk: u64 = fields[8].parse().expect("talk time");
+    assert!((2..=4).contains(&talk), "talk time in s: {blind}");
+    assert!(
+        lines_with(&log, "|COMPLETEAGENT|").is_empty()
+            && lines_with(&log, "|COMPLETECALLER|").is_empty(),
+        "{log}"
+    );
+    assert!(
+        lab.printed
+            .text()
+            .contains("SIP: 101 transferred ringside-sim-"),
+        "{}",
+        lab.printed.text()
+    );
+
+    // What 102 heard: the caller's two pitches.
+    let (rate, heard) = read_wav(&recording);
+    assert!(heard.len() > rate as usize * 2, "{} samples", heard.len());
+    let low = peak_power(&heard, rate, CALLER_VOICE_HZ[0]);
+    let high = peak_power(&heard, rate, CALLER_VOICE_HZ[1]);
+    assert!(
+        low > 5.0e6 && high > 5.0e6,
+        "caller voice at 102: 400 Hz {low:.0}, 800 Hz {high:.0}"
+    );
+    eprintln!(
+        "lab_sip transfer: call {transferred:?} at 102: {received} RTP packets counted in 4.5 s, 400 Hz {low:.0}, 800 Hz {high:.0}; {blind}"
+    );
 }

@@ -1,5 +1,5 @@
-//! The lab PBX's SIP side, sans-IO: phones register, dial the queues' connection codes, and
-//! are rung for queue calls.
+//! The lab PBX's SIP side, sans-IO: phones register, dial the queues' connection codes, are
+//! rung for queue calls, call each other, and transfer queue calls (blind and attended).
 //!
 //! [`LabPbx`] owns a [`TransactionLayer`], the lab's [`Registrar`] and a table of SIP legs, and
 //! works hand in hand with the [`Simulation`], which every input borrows:
@@ -13,8 +13,23 @@
 //!   [`Simulation::real_agent_login`] / [`Simulation::real_agent_logout`] with this call's
 //!   Call-ID as the queue_log id, and the lab hangs up. While the code call is on, the phone
 //!   counts as busy ([`Simulation::set_agent_busy`]), so a waiting caller rings it only after.
-//!   Calls to another phone or to a queue's extension get 480 (the B2BUA comes later),
+//!   A call to another registered phone is bridged: the lab answers the caller once the
+//!   callee (rung with an INVITE of its own) answers, relays its ringing and its refusal, and
+//!   carries the audio between the two legs in-process (each leg decodes what its phone
+//!   sends and plays what the other phone said). Calls to a queue's extension get 480,
 //!   unknown numbers 404. Challenges offer MD5 only by default (see [`PbxConfig::new`]).
+//! - Transfers (RFC 3515): an agent's REFER in a queue call's dialog gets 202 and a NOTIFY
+//!   `message/sipfrag` "100 Trying". A blind transfer (Refer-To without Replaces) rings a
+//!   registered target with the caller's ID and voice; a bot, an E.164 number or the
+//!   simulation's transfer target take the caller at once (they live outside SIP). The
+//!   final NOTIFY carries the outcome ("200 OK", or "404 Not Found", "480", "486" ... after
+//!   which the caller stays with the agent); on success the queue logs BLINDTRANSFER and the
+//!   lab hangs up the agent's leg unless the agent does within [`TRANSFEROR_GRACE`]. An agent
+//!   that hangs up before the target answered has handed the caller over: BLINDTRANSFER then.
+//!   An attended transfer (Refer-To with `?Replaces=` naming the agent's consultation call
+//!   through the lab) hands the caller to the consulted phone's leg, ends the consultation
+//!   leg and the agent's, and logs ATTENDEDTRANSFER with a bridge id. A transferred caller
+//!   talks for the simulation's mean talk time, then hangs up (or the target does).
 //! - The simulation's actions come in through [`LabPbx::handle_sim_actions`]: `Ring` sends an
 //!   INVITE to the agent's newest binding, at the address its REGISTER came from (NAT), with
 //!   the caller ID in From (`"support: +3225550137" <sip:+3225550137@lab>`). A 2xx is ACKed and
@@ -46,12 +61,14 @@ use rand::{Rng, SeedableRng};
 use crate::lab::config::{Dialled, LabConfig};
 use crate::lab::queue::QueueAction;
 use crate::lab::registrar::{Registrar, RegistrarEvent};
-use crate::lab::sim::{SimAction, Simulation};
+use crate::lab::sim::{SimAction, Simulation, Transfer};
 use crate::media::session::{Channel, MediaParams, MediaSession};
 use crate::media::tones::{Tone, ToneGenerator, ToneRegion};
 use crate::sip::auth::Algorithm;
 use crate::sip::dialog::Dialog;
-use crate::sip::msg::{self, Message, Method, NameAddr, Request, Response, SipHeaders, Uri, Via};
+use crate::sip::msg::{
+    self, Message, Method, NameAddr, Request, Response, Scheme, SipHeaders, Uri, Via,
+};
 use crate::sip::sdp::{self, Codec, Direction, LocalMedia, Negotiated, SessionDescription};
 use crate::sip::transaction::{
     self, Target, Timers, TransactionLayer, Transmit, Transport, TxEvent, TxId,
@@ -72,7 +89,18 @@ pub const CALLER_VOICE_STEP: Duration = Duration::from_millis(250);
 /// Peak amplitude of the caller's voice (16-bit scale): about -12 dBFS.
 const CALLER_VOICE_LEVEL: f64 = 8000.0;
 /// Methods the lab answers with something other than 405 / 501.
-const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REGISTER";
+const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REGISTER, REFER";
+/// The dialplan context of the lab, written in BLINDTRANSFER (Asterisk's `extension|context`).
+pub const TRANSFER_CONTEXT: &str = "lab";
+/// How long a called phone or a transfer target rings before the lab gives up (408).
+pub const RING_LIMIT: Duration = Duration::from_secs(30);
+/// After a successful transfer the agent has this long to hang up before the lab does.
+pub const TRANSFEROR_GRACE: Duration = Duration::from_secs(2);
+/// The REFER subscription's lifetime announced in NOTIFYs before the final one.
+const REFER_SUBSCRIPTION_SECS: u32 = 60;
+/// Bridged audio waiting for the other leg: beyond this (200 ms at 8 kHz) the oldest samples
+/// go, so a leg whose clock runs slow cannot build up delay.
+const MAX_BRIDGE_BACKLOG: usize = 1600;
 /// A late timer wake-up sends at most this many frames at once; further behind, the leg skips.
 const MAX_CATCH_UP_FRAMES: u32 = 5;
 /// The most simulation actions handled in one go; the rest wait for the next input.
@@ -165,10 +193,34 @@ pub enum PbxEvent {
         agent: String,
         by_agent: bool,
     },
-    /// An INVITE the lab does not carry (`status` 404, 480, 488, 503).
+    /// An INVITE the lab does not carry (`status` 404, 480, 486, 488, 503).
     Refused {
         user: String,
         number: String,
+        status: u16,
+    },
+    /// Phone `from` is talking to phone `to` through the lab.
+    PhoneCallAnswered { from: String, to: String },
+    /// An agent asked (REFER) to transfer its queue caller to `target`.
+    TransferRequested {
+        call_id: String,
+        agent: String,
+        target: String,
+        attended: bool,
+    },
+    /// The caller left the agent for `target`; queue_log has BLINDTRANSFER or ATTENDEDTRANSFER.
+    Transferred {
+        call_id: String,
+        agent: String,
+        target: String,
+        attended: bool,
+    },
+    /// A transfer failed with `status` (as the final NOTIFY says); the caller stays with the
+    /// agent if the agent is still there.
+    TransferFailed {
+        call_id: String,
+        agent: String,
+        target: String,
         status: u16,
     },
 }
@@ -229,11 +281,67 @@ enum LegKind {
     /// the lab hangs up.
     Code { agent: String },
     /// The lab rings a real agent for a queue caller.
-    Agent { call_id: String, agent: String },
+    Agent {
+        call_id: String,
+        agent: String,
+        queue: String,
+        caller_id: String,
+    },
+    /// A queue caller handed over by `agent`'s transfer: the lab rings `target` with the
+    /// caller's voice (blind), or took over the leg to `target` of the agent's consultation
+    /// call (attended).
+    Transferred {
+        call_id: String,
+        agent: String,
+        target: String,
+    },
+    /// An agent's leg after its transfer succeeded: nothing left but the hang-up.
+    Transferor { agent: String },
+    /// Phone `user` called phone `callee`: the lab answers `user` here once `callee` has.
+    PhoneIn { user: String, callee: String },
+    /// The lab's call to `callee` for `user`'s [`LegKind::PhoneIn`] leg.
+    PhoneOut { user: String, callee: String },
+}
+
+impl LegKind {
+    /// The lab user whose phone this leg keeps busy (queue calls are the engine's business).
+    fn occupant(&self) -> Option<&str> {
+        match self {
+            LegKind::Code { agent } => Some(agent),
+            LegKind::PhoneIn { user, .. } => Some(user),
+            LegKind::PhoneOut { callee, .. } => Some(callee),
+            LegKind::Transferred { target, .. } => Some(target),
+            LegKind::Agent { .. } | LegKind::Transferor { .. } => None,
+        }
+    }
+
+    /// The lab user at the other end of this leg.
+    fn phone_user(&self) -> &str {
+        match self {
+            LegKind::Code { agent }
+            | LegKind::Agent { agent, .. }
+            | LegKind::Transferor { agent } => agent,
+            LegKind::PhoneIn { user, .. } => user,
+            LegKind::PhoneOut { callee, .. } => callee,
+            LegKind::Transferred { target, .. } => target,
+        }
+    }
+}
+
+/// A REFER the lab is carrying out, kept on the leg it came in (its NOTIFYs go there).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ReferState {
+    /// The REFER's CSeq number: the subscription's `id` (RFC 3515 §2.4.6).
+    event_id: u32,
+    target: String,
+    /// The leg ringing the target of a blind transfer.
+    target_leg: Option<LegId>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum LegState {
+    /// UAS: a phone's INVITE waits while the lab rings the phone it called.
+    Offered,
     /// UAC: our INVITE waits for its final response.
     Calling,
     /// UAS: our 2xx waits for its ACK.
@@ -250,6 +358,7 @@ enum Purpose {
     Invite,
     Cancel,
     Bye,
+    Notify,
 }
 
 /// A 2xx we re-send until the ACK comes (RFC 3261 §13.3.1.4).
@@ -264,6 +373,8 @@ enum Audio {
     Tone(ToneGenerator),
     Voice(CallerVoice),
     Silence,
+    /// What the bridged leg's phone said, oldest first, decoded by that leg.
+    Bridge(VecDeque<i16>),
 }
 
 impl Audio {
@@ -272,6 +383,20 @@ impl Audio {
             Audio::Tone(tone) => tone.fill(out),
             Audio::Voice(voice) => voice.fill(out),
             Audio::Silence => out.fill(0),
+            Audio::Bridge(backlog) => {
+                for sample in out {
+                    *sample = backlog.pop_front().unwrap_or(0);
+                }
+            }
+        }
+    }
+
+    /// Queue what the bridged phone said (a no-op for generated audio).
+    fn push_bridged(&mut self, samples: &[i16]) {
+        if let Audio::Bridge(backlog) = self {
+            backlog.extend(samples.iter().copied());
+            let excess = backlog.len().saturating_sub(MAX_BRIDGE_BACKLOG);
+            backlog.drain(..excess);
         }
     }
 }
@@ -312,6 +437,22 @@ struct Leg {
     cancel_sent: bool,
     cancel_give_up_at: Option<Instant>,
     ack: Option<Vec<u8>>,
+    /// When an unanswered INVITE of ours is cancelled ([`RING_LIMIT`]).
+    ring_until: Option<Instant>,
+    /// Our CANCEL came from the ring limit: the failure is a 408 for whoever waits.
+    rang_out: bool,
+    // UAS legs of phone-to-phone calls, until answered
+    /// The INVITE's server transaction and the INVITE.
+    offered: Option<(TxId, Request)>,
+    // Bridges and transfers
+    /// The leg whose phone this leg's phone talks to (audio carried in-process).
+    partner: Option<LegId>,
+    /// The agent leg whose REFER this leg carries out (a blind transfer's target leg).
+    transfer_from: Option<LegId>,
+    /// The transfer is in queue_log already (the agent left before the target answered).
+    transfer_logged: bool,
+    /// A REFER in progress on this leg.
+    refer: Option<ReferState>,
 }
 
 impl Leg {
@@ -343,6 +484,13 @@ impl Leg {
             cancel_sent: false,
             cancel_give_up_at: None,
             ack: None,
+            ring_until: None,
+            rang_out: false,
+            offered: None,
+            partner: None,
+            transfer_from: None,
+            transfer_logged: false,
+            refer: None,
         }
     }
 
@@ -353,6 +501,7 @@ impl Leg {
                 .map(|r| r.next_at.min(r.give_up_at)),
             self.hang_up_at,
             self.cancel_give_up_at,
+            self.ring_until.filter(|_| self.state == LegState::Calling),
             self.media.as_ref().map(|m| m.next_tick),
         ]
         .into_iter()
@@ -361,14 +510,59 @@ impl Leg {
     }
 
     fn is_agent_leg(&self, call: &str, who: &str) -> bool {
-        matches!(&self.kind, LegKind::Agent { call_id, agent } if call_id == call && agent == who)
+        matches!(&self.kind, LegKind::Agent { call_id, agent, .. } if call_id == call && agent == who)
     }
+
+    /// Legs of queue call `call`: the agent's, and a transfer target's still ringing.
+    fn carries_queue_call(&self, call: &str) -> bool {
+        match &self.kind {
+            LegKind::Agent { call_id, .. } => call_id == call,
+            LegKind::Transferred { call_id, .. } => {
+                call_id == call && !self.transfer_logged && self.state == LegState::Calling
+            }
+            _ => false,
+        }
+    }
+}
+
+/// What is left to tell once a leg failed, taken before the leg goes.
+struct Failure {
+    kind: LegKind,
+    cancelled: bool,
+    rang_out: bool,
+    partner: Option<LegId>,
+    transfer_from: Option<LegId>,
+    transfer_logged: bool,
+}
+
+impl Leg {
+    fn failure(&self) -> Failure {
+        Failure {
+            kind: self.kind.clone(),
+            cancelled: self.cancel_requested,
+            rang_out: self.rang_out,
+            partner: self.partner,
+            transfer_from: self.transfer_from,
+            transfer_logged: self.transfer_logged,
+        }
+    }
+}
+
+/// Where a blind transfer sends the caller.
+enum Destination {
+    /// A registered lab phone: ring it.
+    Phone,
+    /// Somewhere the lab does not carry over SIP (a bot, an outside number, the simulation's
+    /// own transfer target): the caller is handed over at once.
+    Outside,
+    /// Not possible: the final NOTIFY's status.
+    Refused(u16),
 }
 
 /// What a new INVITE reaches.
 enum Route {
     Code { queue: String, login: bool },
-    Phone,
+    Phone(String),
     Queue,
     Unknown,
 }
@@ -413,6 +607,7 @@ impl LabPbx {
                     Method::Options,
                     Method::Info,
                     Method::Register,
+                    Method::Refer,
                 ],
                 supported_extensions: Vec::new(),
                 accepted_content_types: vec![
@@ -558,14 +753,15 @@ impl LabPbx {
             let still_on = self
                 .legs
                 .values()
-                .any(|leg| matches!(&leg.kind, LegKind::Code { agent: a } if *a == agent));
+                .any(|leg| leg.kind.occupant() == Some(agent.as_str()));
             if !still_on {
                 sim.set_agent_busy(now, &agent, false);
             }
         }
     }
 
-    /// Hang up every leg (the lab is stopping): BYE for calls, CANCEL for rings.
+    /// Hang up every leg (the lab is stopping): BYE for calls, CANCEL for rings, 480 for
+    /// calls still waiting for their callee.
     pub fn hang_up_all(&mut self, now: Instant) {
         let ids: Vec<LegId> = self.legs.keys().copied().collect();
         for id in ids {
@@ -573,6 +769,10 @@ impl LabPbx {
                 continue;
             };
             match leg.state {
+                LegState::Offered => {
+                    self.refuse_offered(now, id, 480);
+                    self.remove_leg(id);
+                }
                 LegState::Calling => {
                     leg.cancel_requested = true;
                     if leg.got_provisional {
@@ -678,16 +878,26 @@ impl LabPbx {
             Method::Invite if request.to_tag().is_some() => self.on_reinvite(now, tx, &request),
             Method::Invite => self.on_invite(now, sim, tx, request, source),
             Method::Bye => self.on_bye(now, sim, tx, &request),
+            Method::Refer => self.on_refer(now, sim, tx, &request),
             Method::Cancel => {
-                // Every INVITE is answered at once, so a CANCEL finds nothing left to stop.
-                let status = if self.tx.find_invite_for_cancel(&request).is_some() {
-                    200
-                } else {
-                    481
-                };
+                let invite = self.tx.find_invite_for_cancel(&request);
+                let status = if invite.is_some() { 200 } else { 481 };
                 let mut response = request.response(status);
                 self.add_to_tag(&mut response);
                 self.respond(now, tx, response);
+                // Only a call to another phone waits for its answer; the rest are answered at
+                // once, so a CANCEL finds nothing left to stop there.
+                let waiting = invite.and_then(|invite| {
+                    self.legs
+                        .iter()
+                        .find(|(_, leg)| leg.offered.as_ref().is_some_and(|(t, _)| *t == invite))
+                        .map(|(&id, _)| id)
+                });
+                if let Some(id) = waiting {
+                    self.refuse_offered(now, id, 487);
+                    self.hang_up_partner(now, id);
+                    self.remove_leg(id);
+                }
             }
             Method::Info => {
                 // DTMF over INFO and the like: acknowledged, not acted on.
@@ -732,7 +942,7 @@ impl LabPbx {
                 queue: queue.queue.name.clone(),
                 login: false,
             },
-            Some(Dialled::Account(_)) => Route::Phone,
+            Some(Dialled::Account(account)) => Route::Phone(account.extension.clone()),
             Some(Dialled::Queue(_)) => Route::Queue,
             None => Route::Unknown,
         };
@@ -740,14 +950,7 @@ impl LabPbx {
             Route::Code { queue, login } => {
                 self.answer_code(now, sim, tx, &request, source, &user, &queue, login);
             }
-            Route::Phone => self.refuse(
-                now,
-                tx,
-                &request,
-                (&user, &number),
-                480,
-                "lab: calls between phones come later",
-            ),
+            Route::Phone(callee) => self.call_phone(now, sim, tx, request, source, &user, &callee),
             Route::Queue => self.refuse(
                 now,
                 tx,
@@ -956,16 +1159,65 @@ impl LabPbx {
             return;
         }
         let connected = matches!(leg.state, LegState::Answered | LegState::Confirmed);
-        let kind = leg.kind.clone();
-        self.remove_leg(id);
-        if let (LegKind::Agent { call_id, agent }, true) = (kind, connected) {
-            sim.call_ended(now, &call_id, true);
-            self.events.push_back(PbxEvent::CallEnded {
-                call_id,
-                agent,
-                by_agent: true,
-            });
+        self.hang_up_partner(now, id);
+        let Some(leg) = self.remove_leg(id) else {
+            return;
+        };
+        if let (LegKind::Agent { call_id, agent, .. }, true) = (leg.kind, connected) {
+            match leg.refer.and_then(|refer| refer.target_leg) {
+                // The agent hung up after its REFER: the caller belongs to the target now.
+                Some(target_leg) => self.log_blind_transfer(now, sim, target_leg),
+                None => {
+                    sim.call_ended(now, &call_id, true);
+                    self.events.push_back(PbxEvent::CallEnded {
+                        call_id,
+                        agent,
+                        by_agent: true,
+                    });
+                }
+            }
         }
+    }
+
+    /// End the leg bridged to `id`, however far it got.
+    fn hang_up_partner(&mut self, now: Instant, id: LegId) {
+        let Some(partner) = self.legs.get_mut(&id).and_then(|leg| leg.partner.take()) else {
+            return;
+        };
+        let Some(other) = self.legs.get_mut(&partner) else {
+            return;
+        };
+        other.partner = None;
+        match other.state {
+            LegState::Offered => {
+                self.refuse_offered(now, partner, 480);
+                self.remove_leg(partner);
+            }
+            LegState::Calling => self.cancel_leg(now, partner),
+            LegState::Answered | LegState::Confirmed => self.send_bye(now, partner),
+            LegState::Ending => {}
+        }
+    }
+
+    /// Answer a waiting phone-to-phone INVITE with a failure (the leg stays for the caller
+    /// to remove).
+    fn refuse_offered(&mut self, now: Instant, id: LegId, status: u16) {
+        let Some(leg) = self.legs.get_mut(&id) else {
+            return;
+        };
+        let Some((tx, request)) = leg.offered.take() else {
+            return;
+        };
+        let tag = leg
+            .dialog
+            .as_ref()
+            .map(|dialog| dialog.id.local_tag.clone())
+            .unwrap_or_default();
+        let mut response = tagged_response(&request, status, &tag);
+        if status == 503 {
+            response.headers.push("Retry-After", "5");
+        }
+        self.respond(now, tx, response);
     }
 
     // -- responses to our requests ------------------------------------------------------------
@@ -982,8 +1234,10 @@ impl LabPbx {
         }
         match purpose {
             Purpose::Invite => self.on_invite_response(now, sim, id, response),
-            Purpose::Bye if response.status >= 200 => self.remove_leg(id),
-            Purpose::Bye | Purpose::Cancel => {}
+            Purpose::Bye if response.status >= 200 => {
+                self.remove_leg(id);
+            }
+            Purpose::Bye | Purpose::Cancel | Purpose::Notify => {}
         }
     }
 
@@ -1003,15 +1257,14 @@ impl LabPbx {
                 leg.got_provisional = true;
                 if leg.cancel_requested && !leg.cancel_sent {
                     self.send_cancel(now, id);
+                } else if let (LegKind::PhoneOut { .. }, Some(partner)) = (&leg.kind, leg.partner) {
+                    self.relay_ringing(now, partner, &response);
                 }
             }
             200..=299 => self.on_agent_answer(now, sim, id, &response),
             status => {
-                let cancelled = leg.cancel_requested;
-                let kind = leg.kind.clone();
-                self.remove_leg(id);
-                if !cancelled {
-                    self.reject(now, sim, &kind, status);
+                if let Some(leg) = self.remove_leg(id) {
+                    self.leg_failed(now, sim, leg.failure(), status);
                 }
             }
         }
@@ -1043,12 +1296,9 @@ impl LabPbx {
             return;
         };
         let Some(mut dialog) = Dialog::from_uac(&invite, response) else {
-            tracing::warn!("an agent's 2xx lacks the headers a dialog needs; giving up on it");
-            let cancelled = leg.cancel_requested;
-            let kind = leg.kind.clone();
-            self.remove_leg(id);
-            if !cancelled {
-                self.reject(now, sim, &kind, 500);
+            tracing::warn!("a phone's 2xx lacks the headers a dialog needs; giving up on it");
+            if let Some(leg) = self.remove_leg(id) {
+                self.leg_failed(now, sim, leg.failure(), 500);
             }
             return;
         };
@@ -1073,15 +1323,29 @@ impl LabPbx {
             (Some(offer), Some(answer)) => sdp::accept_answer(offer, &answer).ok(),
             _ => None,
         };
-        let LegKind::Agent { call_id, agent } = leg.kind.clone() else {
+        let Some(negotiated) = negotiated else {
+            tracing::info!(
+                user = leg.kind.phone_user(),
+                "the phone's answer has no usable audio; hanging up"
+            );
+            let failure = leg.failure();
+            self.send_bye(now, id);
+            self.leg_failed(now, sim, failure, 488);
             return;
         };
-        let Some(negotiated) = negotiated else {
-            tracing::info!(%agent, "the agent's answer has no usable audio; hanging up");
-            let kind = leg.kind.clone();
-            self.send_bye(now, id);
-            self.reject(now, sim, &kind, 488);
-            return;
+        let (call_id, agent) = match leg.kind.clone() {
+            LegKind::Agent { call_id, agent, .. } => (call_id, agent),
+            LegKind::Transferred { .. } => {
+                self.transfer_answered(now, sim, id, &negotiated);
+                return;
+            }
+            LegKind::PhoneOut { .. } => {
+                self.phone_answered(now, id, &negotiated);
+                return;
+            }
+            LegKind::Code { .. } | LegKind::Transferor { .. } | LegKind::PhoneIn { .. } => {
+                return;
+            }
         };
         let agent_leg = queue_log_id(&leg.sip_call_id);
         match sim.agent_answered(now, &call_id, &agent, &agent_leg) {
@@ -1112,15 +1376,14 @@ impl LabPbx {
         };
         match purpose {
             Purpose::Invite if leg.state == LegState::Calling => {
-                let cancelled = leg.cancel_requested;
-                let kind = leg.kind.clone();
-                self.remove_leg(id);
-                if !cancelled {
-                    self.reject(now, sim, &kind, status);
+                if let Some(leg) = self.remove_leg(id) {
+                    self.leg_failed(now, sim, leg.failure(), status);
                 }
             }
-            Purpose::Bye => self.remove_leg(id),
-            Purpose::Invite | Purpose::Cancel => {}
+            Purpose::Bye => {
+                self.remove_leg(id);
+            }
+            Purpose::Invite | Purpose::Cancel | Purpose::Notify => {}
         }
     }
 
@@ -1156,6 +1419,8 @@ impl LabPbx {
         let kind = LegKind::Agent {
             call_id: call_id.to_owned(),
             agent: agent.to_owned(),
+            queue: queue.to_owned(),
+            caller_id: caller_id.to_owned(),
         };
         if self
             .legs
@@ -1164,13 +1429,38 @@ impl LabPbx {
         {
             return;
         }
-        let Some(binding) = self.registrar.lookup(now, agent).into_iter().next() else {
-            self.reject(now, sim, &kind, 480);
-            return;
+        let mut caller = NameAddr::new(Uri::sip(
+            Some(&caller_user(caller_id)),
+            &self.config.realm,
+            None,
+        ));
+        caller.display_name = Some(format!("{queue}: {caller_id}"));
+        match self.invite_phone(now, kind.clone(), caller, &[]) {
+            Ok(_) => self.events.push_back(PbxEvent::AgentRinging {
+                call_id: call_id.to_owned(),
+                agent: agent.to_owned(),
+                caller_id: caller_id.to_owned(),
+            }),
+            Err(status) => self.reject(now, sim, &kind, status),
+        }
+    }
+
+    /// Ring the newest binding of the leg's phone ([`LegKind::phone_user`]) with an INVITE
+    /// from `from` and our offer. Err is the status to report: 480 (not registered), 503 (no
+    /// media port), 500 (the INVITE could not be sent).
+    fn invite_phone(
+        &mut self,
+        now: Instant,
+        kind: LegKind,
+        from: NameAddr,
+        extra_headers: &[(&str, String)],
+    ) -> Result<LegId, u16> {
+        let user = kind.phone_user().to_owned();
+        let Some(binding) = self.registrar.lookup(now, &user).into_iter().next() else {
+            return Err(480);
         };
         let Some(port) = self.free_ports.pop_front() else {
-            self.reject(now, sim, &kind, 503);
-            return;
+            return Err(503);
         };
         let peer = Target {
             transport: Transport::Udp,
@@ -1181,35 +1471,30 @@ impl LabPbx {
         let session_id = u64::from(self.rng.gen::<u32>());
         let offer = sdp::build_offer(&self.local_media(port), session_id, 1);
         let host = host_for_uri(self.config.sip_addr.ip());
-
-        let mut caller = NameAddr::new(Uri::sip(
-            Some(&caller_user(caller_id)),
-            &self.config.realm,
-            None,
-        ));
-        caller.display_name = Some(format!("{queue}: {caller_id}"));
-        let to = NameAddr::new(Uri::sip(Some(agent), &host, None));
+        let to = NameAddr::new(Uri::sip(Some(&user), &host, None));
         let mut invite = Request::new(Method::Invite, binding.contact.without_headers());
         let via = self.new_via();
         let h = &mut invite.headers;
         h.push("Via", via.to_string());
         h.push("Max-Forwards", "70");
-        h.push("From", caller.with_tag(&tag).to_string());
+        h.push("From", from.with_tag(&tag).to_string());
         h.push("To", to.to_string());
         h.push("Call-ID", sip_call_id.clone());
         h.push("CSeq", "1 INVITE");
         h.push("Contact", self.contact_value());
         h.push("Allow", ALLOW);
+        for (name, value) in extra_headers {
+            h.push(name, value.clone());
+        }
         h.push("User-Agent", self.config.user_agent.clone());
         invite.set_body("application/sdp", offer.to_string().into_bytes());
 
         let tx = match self.tx.send_request(now, invite.clone(), peer) {
             Ok(tx) => tx,
             Err(error) => {
-                tracing::warn!(%error, "could not send the INVITE to an agent");
+                tracing::warn!(%error, %user, "could not send an INVITE to a phone");
                 self.free_ports.push_back(port);
-                self.reject(now, sim, &kind, 500);
-                return;
+                return Err(500);
             }
         };
         let mut leg = Leg::new(kind, LegState::Calling, peer, port, sip_call_id);
@@ -1219,11 +1504,7 @@ impl LabPbx {
         leg.offer = Some(offer);
         let id = self.insert_leg(leg);
         self.pending.insert(tx, (id, Purpose::Invite));
-        self.events.push_back(PbxEvent::AgentRinging {
-            call_id: call_id.to_owned(),
-            agent: agent.to_owned(),
-            caller_id: caller_id.to_owned(),
-        });
+        Ok(id)
     }
 
     fn stop_ringing(&mut self, now: Instant, call_id: &str, agent: &str) {
@@ -1242,16 +1523,14 @@ impl LabPbx {
         let ids: Vec<(LegId, LegState)> = self
             .legs
             .iter()
-            .filter(
-                |(_, leg)| matches!(&leg.kind, LegKind::Agent { call_id: c, .. } if c == call_id),
-            )
+            .filter(|(_, leg)| leg.carries_queue_call(call_id))
             .map(|(&id, leg)| (id, leg.state))
             .collect();
         for (id, state) in ids {
             match state {
                 LegState::Calling => self.cancel_leg(now, id),
                 LegState::Answered | LegState::Confirmed => self.send_bye(now, id),
-                LegState::Ending => {}
+                LegState::Offered | LegState::Ending => {}
             }
         }
     }
@@ -1266,6 +1545,602 @@ impl LabPbx {
         if leg.got_provisional && !leg.cancel_sent {
             self.send_cancel(now, id);
         }
+    }
+
+    // -- calls between phones -----------------------------------------------------------------
+
+    /// Phone `user` called phone `callee`: ring the callee with an INVITE of the lab's own, and
+    /// answer the caller when the callee answers (the two legs are bridged in-process).
+    #[allow(clippy::too_many_arguments)]
+    fn call_phone(
+        &mut self,
+        now: Instant,
+        sim: &mut Simulation,
+        tx: TxId,
+        request: Request,
+        source: Target,
+        user: &str,
+        callee: &str,
+    ) {
+        let who = (user, callee);
+        if user == callee {
+            let reason = "lab: that is your own extension";
+            self.refuse(now, tx, &request, who, 486, reason);
+            return;
+        }
+        let on_a_call = self
+            .legs
+            .values()
+            .any(|leg| leg.state != LegState::Ending && leg.kind.phone_user() == callee);
+        if on_a_call {
+            self.refuse(now, tx, &request, who, 486, "lab: that phone is on a call");
+            return;
+        }
+        if self.registrar.lookup(now, callee).is_empty() {
+            let reason = "lab: that phone is not registered";
+            self.refuse(now, tx, &request, who, 480, reason);
+            return;
+        }
+        let Some(offer) = parse_sdp(&request.body) else {
+            let reason = "lab: send an SDP offer in the INVITE";
+            self.refuse(now, tx, &request, who, 488, reason);
+            return;
+        };
+        let Some(port) = self.free_ports.pop_front() else {
+            self.refuse(now, tx, &request, who, 503, "lab: all media ports are busy");
+            return;
+        };
+        let session_id = u64::from(self.rng.gen::<u32>());
+        if sdp::build_answer(&offer, &self.local_media(port), session_id, 1).is_err() {
+            self.free_ports.push_back(port);
+            let reason = "lab: no common audio codec (PCMU, PCMA)";
+            self.refuse(now, tx, &request, who, 488, reason);
+            return;
+        }
+        let tag = self.new_tag();
+        let Some(dialog) = Dialog::from_uas(&request, &tag) else {
+            self.free_ports.push_back(port);
+            self.refuse(now, tx, &request, who, 400, "Missing Contact or From tag");
+            return;
+        };
+        let mut from = NameAddr::new(Uri::sip(Some(user), &self.config.realm, None));
+        from.display_name = request.from_header().and_then(|f| f.display_name);
+        let kind = LegKind::PhoneOut {
+            user: user.to_owned(),
+            callee: callee.to_owned(),
+        };
+        let out = match self.invite_phone(now, kind, from, &[]) {
+            Ok(out) => out,
+            Err(status) => {
+                self.free_ports.push_back(port);
+                let reason = msg::default_reason(status);
+                self.refuse(now, tx, &request, who, status, &reason);
+                return;
+            }
+        };
+        let call_id = request.call_id().unwrap_or_default().to_owned();
+        let mut leg = Leg::new(
+            LegKind::PhoneIn {
+                user: user.to_owned(),
+                callee: callee.to_owned(),
+            },
+            LegState::Offered,
+            source,
+            port,
+            call_id,
+        );
+        leg.dialog = Some(dialog);
+        leg.sdp_session = session_id;
+        leg.offered = Some((tx, request));
+        leg.partner = Some(out);
+        let id = self.insert_leg(leg);
+        if let Some(out_leg) = self.legs.get_mut(&out) {
+            out_leg.partner = Some(id);
+            out_leg.ring_until = now.checked_add(RING_LIMIT);
+        }
+        // Neither phone takes a queue call while they talk (a member in use, for Asterisk).
+        sim.set_agent_busy(now, user, true);
+        sim.set_agent_busy(now, callee, true);
+    }
+
+    /// The callee rings: so does the caller's phone.
+    fn relay_ringing(&mut self, now: Instant, id: LegId, response: &Response) {
+        let contact = self.contact_value();
+        let Some(leg) = self.legs.get(&id) else {
+            return;
+        };
+        let (Some((tx, request)), Some(dialog)) = (leg.offered.as_ref(), leg.dialog.as_ref())
+        else {
+            return;
+        };
+        let status = if response.status == 183 {
+            180
+        } else {
+            response.status
+        };
+        let mut ringing = tagged_response(request, status, &dialog.id.local_tag);
+        ringing.headers.push("Contact", contact);
+        let tx = *tx;
+        self.respond(now, tx, ringing);
+    }
+
+    /// The callee answered: answer the caller and let them talk.
+    fn phone_answered(&mut self, now: Instant, out: LegId, negotiated: &Negotiated) {
+        let seed = self.rng.gen();
+        let Some(out_leg) = self.legs.get_mut(&out) else {
+            return;
+        };
+        out_leg.state = LegState::Confirmed;
+        out_leg.ring_until = None;
+        out_leg.media = start_media(now, negotiated, Audio::Bridge(VecDeque::new()), seed);
+        let LegKind::PhoneOut { user, callee } = out_leg.kind.clone() else {
+            return;
+        };
+        let Some(caller) = out_leg.partner else {
+            // The caller gave up while the answer was on its way.
+            self.send_bye(now, out);
+            return;
+        };
+        let contact = self.contact_value();
+        let media_ip = self.config.media_ip;
+        let seed = self.rng.gen();
+        let Some(leg) = self.legs.get_mut(&caller) else {
+            self.send_bye(now, out);
+            return;
+        };
+        let Some((tx, request)) = leg.offered.take() else {
+            self.send_bye(now, out);
+            return;
+        };
+        let local = local_media(media_ip, leg.local_port);
+        let answer = parse_sdp(&request.body)
+            .and_then(|offer| sdp::build_answer(&offer, &local, leg.sdp_session, 1).ok());
+        let tag = leg
+            .dialog
+            .as_ref()
+            .map(|dialog| dialog.id.local_tag.clone())
+            .unwrap_or_default();
+        let Some((answer, caller_media)) = answer else {
+            // Checked when the call came in; a failure here leaves nothing to bridge.
+            leg.offered = Some((tx, request));
+            self.refuse_offered(now, caller, 488);
+            self.remove_leg(caller);
+            self.send_bye(now, out);
+            return;
+        };
+        leg.state = LegState::Answered;
+        leg.media = start_media(now, &caller_media, Audio::Bridge(VecDeque::new()), seed);
+        let mut ok = tagged_response(&request, 200, &tag);
+        ok.headers.push("Contact", contact);
+        self.add_capabilities(&mut ok);
+        ok.set_body("application/sdp", answer.to_string().into_bytes());
+        let retransmit = self.start_retransmit(now, &ok);
+        if let Some(leg) = self.legs.get_mut(&caller) {
+            leg.ok_retransmit = Some(retransmit);
+        }
+        self.respond(now, tx, ok);
+        self.events.push_back(PbxEvent::PhoneCallAnswered {
+            from: user,
+            to: callee,
+        });
+    }
+
+    // -- transfers ----------------------------------------------------------------------------
+
+    /// An agent's REFER: 202 and "100 Trying" for a connected queue call, then the transfer.
+    fn on_refer(&mut self, now: Instant, sim: &mut Simulation, tx: TxId, request: &Request) {
+        let Some(id) = self.leg_for_request(request) else {
+            let mut response = request.response(481);
+            self.add_to_tag(&mut response);
+            self.respond(now, tx, response);
+            return;
+        };
+        let contact = self.contact_value();
+        let Some(leg) = self.legs.get_mut(&id) else {
+            return;
+        };
+        let in_order = leg
+            .dialog
+            .as_mut()
+            .is_some_and(|dialog| dialog.accept_remote_cseq(request).is_ok());
+        if !in_order {
+            self.respond(now, tx, request.response(500));
+            return;
+        }
+        let (call_id, agent) = match &leg.kind {
+            LegKind::Agent { call_id, agent, .. } if leg.state == LegState::Confirmed => {
+                (call_id.clone(), agent.clone())
+            }
+            _ => {
+                let reason = "lab: only a connected queue call can be transferred";
+                self.respond(now, tx, request.response_with_reason(403, reason));
+                return;
+            }
+        };
+        if leg.refer.is_some() {
+            self.respond(now, tx, request.response(491));
+            return;
+        }
+        let Some(refer_to) = request.refer_to() else {
+            let reason = "Missing or unreadable Refer-To";
+            self.respond(now, tx, request.response_with_reason(400, reason));
+            return;
+        };
+        let replaces = uri_replaces(&refer_to.uri);
+        let target = transfer_number(&refer_to.uri).unwrap_or_default();
+        leg.refer = Some(ReferState {
+            event_id: request.cseq().map_or(0, |cseq| cseq.seq),
+            target: target.clone(),
+            target_leg: None,
+        });
+        let mut accepted = request.response(202);
+        accepted.headers.push("Contact", contact);
+        self.respond(now, tx, accepted);
+        self.events.push_back(PbxEvent::TransferRequested {
+            call_id,
+            agent,
+            target,
+            attended: replaces.is_some(),
+        });
+        self.send_refer_notify(now, id, 100);
+        match replaces {
+            Some(Ok(replaces)) => self.attended_transfer(now, sim, id, &replaces),
+            Some(Err(error)) => {
+                tracing::info!(%error, "a REFER with an unreadable Replaces");
+                self.fail_transfer(now, id, 400);
+            }
+            None => self.blind_transfer(now, sim, id),
+        }
+    }
+
+    /// Where a blind transfer's target is.
+    fn destination(
+        &self,
+        now: Instant,
+        sim: &Simulation,
+        target: &str,
+        agent: &str,
+    ) -> Destination {
+        if target.is_empty() {
+            return Destination::Refused(404);
+        }
+        if target == agent {
+            return Destination::Refused(482);
+        }
+        match sim.config().dialled(target) {
+            Some(Dialled::Account(_)) => {
+                let on_a_call = self
+                    .legs
+                    .values()
+                    .any(|leg| leg.state != LegState::Ending && leg.kind.phone_user() == target);
+                if on_a_call {
+                    Destination::Refused(486)
+                } else if self.registrar.lookup(now, target).is_empty() {
+                    Destination::Refused(480)
+                } else {
+                    Destination::Phone
+                }
+            }
+            // Into a queue again: the lab's virtual callers cannot be queued twice.
+            Some(Dialled::Queue(_)) => Destination::Refused(501),
+            Some(Dialled::Login(_) | Dialled::Logout(_)) => Destination::Refused(404),
+            None if sim.is_bot(target)
+                || target == sim.config().simulation.transfer_target
+                || is_e164(target) =>
+            {
+                Destination::Outside
+            }
+            None => Destination::Refused(404),
+        }
+    }
+
+    fn blind_transfer(&mut self, now: Instant, sim: &mut Simulation, id: LegId) {
+        let Some(leg) = self.legs.get(&id) else {
+            return;
+        };
+        let LegKind::Agent {
+            call_id,
+            agent,
+            queue,
+            caller_id,
+        } = leg.kind.clone()
+        else {
+            return;
+        };
+        let target = leg
+            .refer
+            .as_ref()
+            .map(|refer| refer.target.clone())
+            .unwrap_or_default();
+        match self.destination(now, sim, &target, &agent) {
+            Destination::Outside => {
+                let transfer = Transfer::Blind {
+                    target: &target,
+                    context: TRANSFER_CONTEXT,
+                };
+                sim.transferred(now, &call_id, transfer);
+                self.events.push_back(PbxEvent::Transferred {
+                    call_id,
+                    agent,
+                    target,
+                    attended: false,
+                });
+                self.send_refer_notify(now, id, 200);
+                self.finish_transferor(now, id);
+            }
+            Destination::Phone => {
+                let mut caller = NameAddr::new(Uri::sip(
+                    Some(&caller_user(&caller_id)),
+                    &self.config.realm,
+                    None,
+                ));
+                caller.display_name = Some(format!("{queue}: {caller_id}"));
+                let referred_by = NameAddr::new(Uri::sip(Some(&agent), &self.config.realm, None));
+                let kind = LegKind::Transferred {
+                    call_id,
+                    agent,
+                    target: target.clone(),
+                };
+                let extra = [("Referred-By", referred_by.to_string())];
+                match self.invite_phone(now, kind, caller, &extra) {
+                    Ok(target_leg) => {
+                        if let Some(leg) = self.legs.get_mut(&target_leg) {
+                            leg.transfer_from = Some(id);
+                            leg.ring_until = now.checked_add(RING_LIMIT);
+                        }
+                        if let Some(refer) = self.legs.get_mut(&id).and_then(|l| l.refer.as_mut()) {
+                            refer.target_leg = Some(target_leg);
+                        }
+                        sim.set_agent_busy(now, &target, true);
+                    }
+                    Err(status) => self.fail_transfer(now, id, status),
+                }
+            }
+            Destination::Refused(status) => self.fail_transfer(now, id, status),
+        }
+    }
+
+    /// Attended: the agent's consultation call through the lab (the dialog Replaces names)
+    /// goes; the consulted phone's leg gets the caller.
+    fn attended_transfer(
+        &mut self,
+        now: Instant,
+        sim: &mut Simulation,
+        id: LegId,
+        replaces: &msg::Replaces,
+    ) {
+        let Some(LegKind::Agent { call_id, agent, .. }) =
+            self.legs.get(&id).map(|l| l.kind.clone())
+        else {
+            return;
+        };
+        let consultation = self.legs.iter().find_map(|(&consult, leg)| {
+            let dialog = leg.dialog.as_ref()?;
+            let named = dialog.id.call_id == replaces.call_id
+                && dialog.id.local_tag == replaces.to_tag
+                && dialog.id.remote_tag == replaces.from_tag;
+            let LegKind::PhoneIn { user, callee } = &leg.kind else {
+                return None;
+            };
+            let usable = named && *user == agent && leg.state == LegState::Confirmed;
+            let out = leg.partner.filter(|out| {
+                self.legs
+                    .get(out)
+                    .is_some_and(|o| o.state == LegState::Confirmed)
+            })?;
+            usable.then(|| (consult, out, callee.clone()))
+        });
+        let Some((consult, out, callee)) = consultation else {
+            // No answered call of this agent's through the lab has that dialog.
+            self.fail_transfer(now, id, 481);
+            return;
+        };
+        if let Some(refer) = self.legs.get_mut(&id).and_then(|l| l.refer.as_mut()) {
+            refer.target = callee.clone();
+        }
+        let talk = sim.config().simulation.talk_mean;
+        if let Some(leg) = self.legs.get_mut(&out) {
+            leg.kind = LegKind::Transferred {
+                call_id: call_id.clone(),
+                agent: agent.clone(),
+                target: callee.clone(),
+            };
+            leg.partner = None;
+            leg.transfer_logged = true;
+            leg.hang_up_at = now.checked_add(talk);
+            if let Some(media) = leg.media.as_mut() {
+                media.audio = Audio::Voice(CallerVoice::new(8000));
+            }
+        }
+        if let Some(leg) = self.legs.get_mut(&consult) {
+            leg.partner = None;
+        }
+        self.send_bye(now, consult);
+        let bridge = self.new_bridge_id();
+        let transfer = Transfer::Attended {
+            target: &callee,
+            bridge: &bridge,
+        };
+        sim.transferred(now, &call_id, transfer);
+        self.events.push_back(PbxEvent::Transferred {
+            call_id,
+            agent,
+            target: callee,
+            attended: true,
+        });
+        self.send_refer_notify(now, id, 200);
+        self.finish_transferor(now, id);
+    }
+
+    /// A blind transfer's target answered: it hears the caller, the agent is told and let go.
+    fn transfer_answered(
+        &mut self,
+        now: Instant,
+        sim: &mut Simulation,
+        id: LegId,
+        negotiated: &Negotiated,
+    ) {
+        let seed = self.rng.gen();
+        let talk = sim.config().simulation.talk_mean;
+        let Some(leg) = self.legs.get_mut(&id) else {
+            return;
+        };
+        leg.state = LegState::Confirmed;
+        leg.ring_until = None;
+        leg.media = start_media(now, negotiated, Audio::Voice(CallerVoice::new(8000)), seed);
+        leg.hang_up_at = now.checked_add(talk);
+        let transferor = leg.transfer_from.take();
+        self.log_blind_transfer(now, sim, id);
+        if let Some(transferor) = transferor {
+            self.send_refer_notify(now, transferor, 200);
+            self.finish_transferor(now, transferor);
+        }
+    }
+
+    /// BLINDTRANSFER for the caller on `target_leg`, once.
+    fn log_blind_transfer(&mut self, now: Instant, sim: &mut Simulation, target_leg: LegId) {
+        let Some(leg) = self.legs.get_mut(&target_leg) else {
+            return;
+        };
+        let LegKind::Transferred {
+            call_id,
+            agent,
+            target,
+        } = leg.kind.clone()
+        else {
+            return;
+        };
+        if leg.transfer_logged {
+            return;
+        }
+        leg.transfer_logged = true;
+        leg.transfer_from = None;
+        let transfer = Transfer::Blind {
+            target: &target,
+            context: TRANSFER_CONTEXT,
+        };
+        sim.transferred(now, &call_id, transfer);
+        self.events.push_back(PbxEvent::Transferred {
+            call_id,
+            agent,
+            target,
+            attended: false,
+        });
+    }
+
+    /// The transfer did not happen: final NOTIFY with `status`; the caller stays.
+    fn fail_transfer(&mut self, now: Instant, id: LegId, status: u16) {
+        let Some(leg) = self.legs.get(&id) else {
+            return;
+        };
+        let LegKind::Agent { call_id, agent, .. } = leg.kind.clone() else {
+            return;
+        };
+        let target = leg
+            .refer
+            .as_ref()
+            .map(|refer| refer.target.clone())
+            .unwrap_or_default();
+        self.send_refer_notify(now, id, status);
+        self.events.push_back(PbxEvent::TransferFailed {
+            call_id,
+            agent,
+            target,
+            status,
+        });
+    }
+
+    /// The agent's part is over: silence, and a BYE unless the agent hangs up first.
+    fn finish_transferor(&mut self, now: Instant, id: LegId) {
+        let Some(leg) = self.legs.get_mut(&id) else {
+            return;
+        };
+        let agent = leg.kind.phone_user().to_owned();
+        leg.kind = LegKind::Transferor { agent };
+        leg.refer = None;
+        if let Some(media) = leg.media.as_mut() {
+            media.audio = Audio::Silence;
+        }
+        if leg.state == LegState::Confirmed {
+            leg.hang_up_at = now.checked_add(TRANSFEROR_GRACE);
+        }
+    }
+
+    /// NOTIFY the transferor with `status` in a sipfrag; a final status ends the subscription.
+    fn send_refer_notify(&mut self, now: Instant, id: LegId, status: u16) {
+        let via = self.new_via();
+        let contact = self.contact_value();
+        let Some(leg) = self.legs.get_mut(&id) else {
+            return;
+        };
+        let Some(event_id) = leg.refer.as_ref().map(|refer| refer.event_id) else {
+            return;
+        };
+        if status >= 200 {
+            leg.refer = None;
+        }
+        if leg.state != LegState::Confirmed {
+            // The dialog is ending: nobody is left to tell.
+            return;
+        }
+        let Some(dialog) = leg.dialog.as_mut() else {
+            return;
+        };
+        let notify = refer_notify(dialog, via, &contact, event_id, status);
+        let peer = leg.peer;
+        match self.tx.send_request(now, notify, peer) {
+            Ok(tx) => {
+                self.pending.insert(tx, (id, Purpose::Notify));
+            }
+            Err(error) => tracing::warn!(%error, "could not send a NOTIFY"),
+        }
+    }
+
+    /// What is left to tell when a leg failed (the leg may be gone already).
+    fn leg_failed(&mut self, now: Instant, sim: &mut Simulation, failure: Failure, status: u16) {
+        let status = if failure.rang_out { 408 } else { status };
+        match &failure.kind {
+            LegKind::Agent { .. } => {
+                if !failure.cancelled {
+                    self.reject(now, sim, &failure.kind, status);
+                }
+            }
+            LegKind::PhoneOut { .. } => {
+                if let Some(caller) = failure.partner {
+                    let status = if (400..700).contains(&status) {
+                        status
+                    } else {
+                        480
+                    };
+                    self.refuse_offered(now, caller, status);
+                    self.remove_leg(caller);
+                }
+            }
+            LegKind::Transferred {
+                call_id, target, ..
+            } => {
+                if let Some(transferor) = failure.transfer_from {
+                    self.fail_transfer(now, transferor, status);
+                } else if failure.transfer_logged {
+                    tracing::info!(%call_id, %target, status, "the transfer target did not take the caller");
+                }
+            }
+            LegKind::Code { .. } | LegKind::Transferor { .. } | LegKind::PhoneIn { .. } => {}
+        }
+    }
+
+    /// A bridge uniqueid in Asterisk's UUID shape, for ATTENDEDTRANSFER.
+    fn new_bridge_id(&mut self) -> String {
+        let high: u64 = self.rng.gen();
+        let low: u64 = self.rng.gen();
+        format!(
+            "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+            high >> 32,
+            (high >> 16) & 0xFFFF,
+            high & 0xFFFF,
+            low >> 48,
+            low & 0xFFFF_FFFF_FFFF
+        )
     }
 
     // -- sending ------------------------------------------------------------------------------
@@ -1349,7 +2224,7 @@ impl LabPbx {
 
     /// Tell the queue an agent's leg failed.
     fn reject(&mut self, now: Instant, sim: &mut Simulation, kind: &LegKind, status: u16) {
-        if let LegKind::Agent { call_id, agent } = kind {
+        if let LegKind::Agent { call_id, agent, .. } = kind {
             sim.agent_rejected(now, call_id, agent);
             self.events.push_back(PbxEvent::AgentRejected {
                 call_id: call_id.clone(),
@@ -1398,9 +2273,17 @@ impl LabPbx {
                 // A BYE before the ACK is not allowed (§15): wait for it (or for the 2xx to
                 // give up).
                 LegState::Answered => leg.hang_up_after_ack = true,
-                LegState::Calling | LegState::Ending => {}
+                LegState::Offered | LegState::Calling | LegState::Ending => {}
             }
         }
+        if leg.state == LegState::Calling && leg.ring_until.is_some_and(|at| at <= now) {
+            leg.ring_until = None;
+            leg.rang_out = true;
+            self.cancel_leg(now, id);
+        }
+        let Some(leg) = self.legs.get_mut(&id) else {
+            return;
+        };
         if leg.cancel_give_up_at.is_some_and(|at| at <= now) {
             // No final response 64·T1 after our CANCEL: the INVITE transaction cannot end on
             // its own, so end it here (§9.1).
@@ -1418,9 +2301,11 @@ impl LabPbx {
             return;
         };
         let local_port = leg.local_port;
+        let partner = leg.partner;
         let Some(media) = leg.media.as_mut() else {
             return;
         };
+        let mut heard = Vec::new();
         let mut frames = 0;
         while media.next_tick <= now {
             if frames >= MAX_CATCH_UP_FRAMES {
@@ -1432,6 +2317,9 @@ impl LabPbx {
             media.audio.fill(&mut media.mic);
             let at = media.next_tick;
             media.session.tick(at, &media.mic, &mut media.speaker);
+            if partner.is_some() {
+                heard.extend_from_slice(&media.speaker);
+            }
             media.next_tick = at + media.packet_time;
             frames += 1;
         }
@@ -1444,6 +2332,13 @@ impl LabPbx {
                 });
             }
         }
+        // What this leg's phone said is what the bridged phone hears next.
+        if let Some(other) = partner
+            .and_then(|partner| self.legs.get_mut(&partner))
+            .and_then(|leg| leg.media.as_mut())
+        {
+            other.audio.push_bridged(&heard);
+        }
     }
 
     // -- helpers ------------------------------------------------------------------------------
@@ -1455,13 +2350,28 @@ impl LabPbx {
         id
     }
 
-    fn remove_leg(&mut self, id: LegId) {
-        if let Some(leg) = self.legs.remove(&id) {
-            self.free_ports.push_back(leg.local_port);
-            if let LegKind::Code { agent } = leg.kind {
-                self.idle_agents.push(agent);
+    /// Take a leg out: its media port goes back to the pool, its phone may be free again, and
+    /// no other leg points at it any more.
+    fn remove_leg(&mut self, id: LegId) -> Option<Leg> {
+        let leg = self.legs.remove(&id)?;
+        self.free_ports.push_back(leg.local_port);
+        if let Some(user) = leg.kind.occupant() {
+            self.idle_agents.push(user.to_owned());
+        }
+        for other in self.legs.values_mut() {
+            if other.partner == Some(id) {
+                other.partner = None;
+            }
+            if other.transfer_from == Some(id) {
+                other.transfer_from = None;
+            }
+            if let Some(refer) = other.refer.as_mut() {
+                if refer.target_leg == Some(id) {
+                    refer.target_leg = None;
+                }
             }
         }
+        Some(leg)
     }
 
     fn leg_for_request(&self, request: &Request) -> Option<LegId> {
@@ -1638,6 +2548,67 @@ fn queue_log_id(call_id: &str) -> String {
         .collect()
 }
 
+/// The NOTIFY that tells a transferor how its REFER is doing (RFC 3515 §2.4.4): the status
+/// line of the outcome as a `message/sipfrag` body; a final status ends the subscription.
+fn refer_notify(
+    dialog: &mut Dialog,
+    via: Via,
+    contact: &str,
+    event_id: u32,
+    status: u16,
+) -> Request {
+    let mut notify = dialog.new_request(Method::Notify, via);
+    notify.headers.push("Contact", contact);
+    notify.headers.push("Event", format!("refer;id={event_id}"));
+    let state = if status >= 200 {
+        "terminated;reason=noresource".to_owned()
+    } else {
+        format!("active;expires={REFER_SUBSCRIPTION_SECS}")
+    };
+    notify.headers.push("Subscription-State", state);
+    let fragment = format!("SIP/2.0 {status} {}\r\n", msg::default_reason(status));
+    notify.set_body("message/sipfrag;version=2.0", fragment.into_bytes());
+    notify
+}
+
+/// The extension or number a Refer-To names: a SIP URI's user part or a tel: URI's number,
+/// without parameters, and for a phone number without its visual separators (RFC 3966).
+fn transfer_number(uri: &Uri) -> Option<String> {
+    let raw = match &uri.scheme {
+        Scheme::Sip | Scheme::Sips => uri.user_decoded()?,
+        Scheme::Tel => msg::percent_decode(&uri.opaque),
+        Scheme::Other(_) => return None,
+    };
+    let raw = raw.split(';').next().unwrap_or_default().trim();
+    let dialable = |c: char| c.is_ascii_digit() || matches!(c, '+' | '*' | '#');
+    let separator = |c: char| matches!(c, '-' | '.' | '(' | ')' | ' ');
+    let is_number =
+        raw.chars().any(|c| c.is_ascii_digit()) && raw.chars().all(|c| dialable(c) || separator(c));
+    let number: String = if is_number {
+        raw.chars().filter(|&c| !separator(c)).collect()
+    } else {
+        raw.to_owned()
+    };
+    (!number.is_empty()).then_some(number)
+}
+
+/// The Replaces a Refer-To carries as a URI header (attended transfer), if any.
+fn uri_replaces(uri: &Uri) -> Option<Result<msg::Replaces, String>> {
+    let header = uri
+        .headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("Replaces"))?;
+    let value = msg::percent_decode(header.value.as_deref().unwrap_or_default());
+    Some(msg::Replaces::parse(&value))
+}
+
+/// An E.164 number (`+` and 6 to 15 digits): somewhere outside the lab.
+fn is_e164(number: &str) -> bool {
+    number.strip_prefix('+').is_some_and(|digits| {
+        (6..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit())
+    })
+}
+
 fn host_for_uri(ip: IpAddr) -> String {
     match ip {
         IpAddr::V4(v4) => v4.to_string(),
@@ -1651,8 +2622,11 @@ mod tests {
     //! clock: every SIP message and RTP packet crosses the wire (1 ms, or seeded loss).
     use super::*;
     use crate::config::Secret;
+    use crate::lab::ami_server::{AmiEventBook, LabClock, LAB_SYSTEM_NAME};
     use crate::lab::config::LabConfig;
     use crate::media::tones::goertzel;
+    use crate::queue::ami::{AmiFramer, AmiItem, AmiMessage};
+    use crate::queue::report::{ReportDeriver, ReportEvent, ReportKind};
     use crate::sip::ua::{CallId, Command, EndedBy, UaConfig, UaEvent, UserAgent};
 
     const EPOCH: u64 = 1_795_259_540;
@@ -1688,6 +2662,8 @@ mod tests {
         session: MediaSession,
         local: SocketAddr,
         next_tick: Instant,
+        /// Samples sent so far (the phase of the phone's tone).
+        sent: u64,
     }
 
     struct Phone {
@@ -1696,6 +2672,8 @@ mod tests {
         events: Vec<(Instant, UaEvent)>,
         media: Vec<PhoneMedia>,
         heard: HashMap<CallId, Vec<i16>>,
+        /// What the phone's user says: a sine of this pitch, else silence.
+        tone_hz: Option<f64>,
     }
 
     struct World {
@@ -1709,9 +2687,17 @@ mod tests {
         loss_percent: u64,
         /// "from -> to: first line" of every SIP message put on the wire.
         trace: Vec<String>,
+        /// Every SIP message put on the wire, whole, with its addresses.
+        sip: Vec<(SocketAddr, SocketAddr, String)>,
         log: String,
         pbx_events: Vec<PbxEvent>,
         rtp_to_lab: usize,
+        /// Messages from this address starting with this text never reach the wire.
+        blocked: Vec<(SocketAddr, String)>,
+        /// The AMI event stream the lab's book publishes, as the driver does it.
+        t0: Instant,
+        book: AmiEventBook,
+        ami: Vec<u8>,
     }
 
     fn lab_config(talk: Duration) -> LabConfig {
@@ -1725,7 +2711,10 @@ mod tests {
 
     impl World {
         fn new(talk: Duration, loss_percent: u64) -> World {
-            let config = lab_config(talk);
+            World::with_config(lab_config(talk), loss_percent)
+        }
+
+        fn with_config(config: LabConfig, loss_percent: u64) -> World {
             let now = Instant::now();
             let mut sim = Simulation::new(config.clone(), 7);
             sim.set_wall_clock(now, Duration::from_secs(EPOCH));
@@ -1745,9 +2734,14 @@ mod tests {
                 rng: XorShift(0x9e37_79b9_7f4a_7c15),
                 loss_percent,
                 trace: Vec::new(),
+                sip: Vec::new(),
                 log: String::new(),
                 pbx_events: Vec::new(),
                 rtp_to_lab: 0,
+                blocked: Vec::new(),
+                t0: now,
+                book: AmiEventBook::new(LAB_SYSTEM_NAME, 3),
+                ami: Vec::new(),
             }
         }
 
@@ -1768,6 +2762,7 @@ mod tests {
                 events: Vec::new(),
                 media: Vec::new(),
                 heard: HashMap::new(),
+                tone_hz: None,
             });
             self.phones.len() - 1
         }
@@ -1783,6 +2778,11 @@ mod tests {
 
         fn send(&mut self, from: SocketAddr, to: SocketAddr, bytes: Vec<u8>) {
             if self.rng.next() % 100 < self.loss_percent {
+                return;
+            }
+            if self.blocked.iter().any(|(at, first)| {
+                *at == from && String::from_utf8_lossy(&bytes).starts_with(first.as_str())
+            }) {
                 return;
             }
             self.seq += 1;
@@ -1802,6 +2802,8 @@ mod tests {
                 .unwrap_or_default()
                 .to_owned();
             self.trace.push(format!("{from} -> {to}: {first}"));
+            self.sip
+                .push((from, to, String::from_utf8_lossy(&bytes).into_owned()));
             self.send(from, to, bytes);
         }
 
@@ -1817,8 +2819,24 @@ mod tests {
             while let Some(e) = self.pbx.poll_event() {
                 self.pbx_events.push(e);
             }
-            self.log.push_str(&self.sim.poll_queue_log());
-            while self.sim.poll_event().is_some() {}
+            let text = self.sim.poll_queue_log();
+            self.book.note_queue_log(&text);
+            self.log.push_str(&text);
+            let mut events = Vec::new();
+            while let Some(event) = self.sim.poll_event() {
+                events.push(event);
+            }
+            if !events.is_empty() {
+                let since = u64::try_from(now.duration_since(self.t0).as_micros()).expect("µs");
+                let clock = LabClock {
+                    now,
+                    now_epoch_micros: EPOCH * 1_000_000 + since,
+                    started_epoch_micros: EPOCH * 1_000_000,
+                };
+                for published in self.book.publish(&self.sim, clock, &events) {
+                    self.ami.extend_from_slice(&published.bytes);
+                }
+            }
             for index in 0..self.phones.len() {
                 let addr = self.phones[index].addr;
                 while let Some(t) = self.phones[index].ua.poll_transmit() {
@@ -1854,6 +2872,7 @@ mod tests {
                                 session,
                                 local: SocketAddr::new(addr.ip(), *local_port),
                                 next_tick: now,
+                                sent: 0,
                             });
                         }
                         UaEvent::CallEnded { call, .. } => phone.media.retain(|m| m.call != *call),
@@ -1950,11 +2969,18 @@ mod tests {
                 if phone.ua.poll_timeout().is_some_and(|at| at <= now) {
                     phone.ua.handle_timeout(now);
                 }
-                let silence = [0i16; 160];
+                let mut mic = [0i16; 160];
                 let mut speaker = Vec::new();
                 for media in &mut phone.media {
                     while media.next_tick <= now {
-                        media.session.tick(media.next_tick, &silence, &mut speaker);
+                        if let Some(hz) = phone.tone_hz {
+                            for sample in &mut mic {
+                                let t = media.sent as f64 / 8000.0;
+                                *sample = (8000.0 * (TAU * hz * t).sin()).round() as i16;
+                                media.sent += 1;
+                            }
+                        }
+                        media.session.tick(media.next_tick, &mic, &mut speaker);
                         media.next_tick += Duration::from_millis(20);
                         phone
                             .heard
@@ -2419,7 +3445,7 @@ mod tests {
         assert!(w
             .trace
             .iter()
-            .any(|l| l.contains("SIP/2.0 480 lab: calls between phones come later")));
+            .any(|l| l.contains("SIP/2.0 480 lab: that phone is not registered")));
         assert_eq!(w.pbx.leg_count(), 0);
         assert_eq!(w.log_lines("ADDMEMBER").len(), 0);
     }
@@ -2541,5 +3567,805 @@ mod tests {
         assert_eq!(caller_user("+3225550137"), "+3225550137");
         assert_eq!(caller_user("anonymous"), "anonymous");
         assert_eq!(caller_user("<>;@"), "anonymous");
+    }
+
+    // -- transfers and calls between phones ---------------------------------------------------
+
+    const AGENT_ADDR: [u8; 4] = [127, 0, 0, 2];
+
+    /// 101 logged in to `support`, and 102 registered, answering by itself after `answer`.
+    fn agent_and_colleague(talk: Duration, answer: Duration) -> (World, usize, usize) {
+        let (mut w, agent) = logged_in_agent(talk, |_| {});
+        let colleague = w.add_phone("102", 3, |c| c.auto_answer = Some(answer));
+        w.register(colleague);
+        (w, agent, colleague)
+    }
+
+    /// The first queue caller rings `agent`, who answers and talks for `talk`.
+    fn answered_queue_call(w: &mut World, agent: usize, talk: Duration) -> CallId {
+        let (call, _, _) = first_ring(w, agent);
+        w.command(agent, Command::Answer { call });
+        w.run_for(talk);
+        assert_eq!(w.log_lines("CONNECT").len(), 1, "{}", w.log);
+        call
+    }
+
+    /// Whole SIP messages sent by `from` whose text starts with `start`.
+    fn sent_by(w: &World, from: [u8; 4], start: &str) -> Vec<String> {
+        w.sip
+            .iter()
+            .filter(|(f, _, text)| f.ip() == IpAddr::from(from) && text.starts_with(start))
+            .map(|(_, _, text)| text.clone())
+            .collect()
+    }
+
+    /// Where in the trace the first line containing `needle` is.
+    fn trace_index(w: &World, needle: &str) -> usize {
+        w.trace
+            .iter()
+            .position(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("{needle:?} not in the trace:\n{}", w.trace.join("\n")))
+    }
+
+    fn body(message: &str) -> &str {
+        message.split_once("\r\n\r\n").map_or("", |(_, body)| body)
+    }
+
+    /// The calls a phone was offered, in order.
+    fn incoming_calls(w: &World, phone: usize) -> Vec<(CallId, String, Option<String>)> {
+        w.phones[phone]
+            .events
+            .iter()
+            .filter_map(|(_, e)| match e {
+                UaEvent::IncomingCall { call, from, name } => {
+                    Some((*call, from.clone(), name.clone()))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn transfer_done(w: &World, phone: usize) -> Option<bool> {
+        w.phones[phone].events.iter().find_map(|(_, e)| match e {
+            UaEvent::TransferDone { success, .. } => Some(*success),
+            _ => None,
+        })
+    }
+
+    fn transfer_done_at(w: &World, phone: usize) -> Instant {
+        w.phones[phone]
+            .events
+            .iter()
+            .find_map(|(at, e)| matches!(e, UaEvent::TransferDone { .. }).then_some(*at))
+            .expect("a TransferDone")
+    }
+
+    /// The AMI stream the book published, and the report the AMI deriver reads from it.
+    fn ami_report(w: &World) -> (Vec<AmiMessage>, Vec<ReportEvent>) {
+        let mut framer = AmiFramer::from_client();
+        framer.push(&w.ami);
+        let mut messages = Vec::new();
+        while let Some(item) = framer.next_item().expect("well framed") {
+            if let AmiItem::Message(message) = item {
+                messages.push(message);
+            }
+        }
+        let mut deriver = ReportDeriver::new();
+        let mut reports = Vec::new();
+        for message in &messages {
+            deriver
+                .handle_message(EPOCH, message)
+                .expect("queue events parse");
+            while let Some(report) = deriver.poll_event() {
+                reports.push(report);
+            }
+        }
+        (messages, reports)
+    }
+
+    #[test]
+    fn refer_notifies_carry_a_sipfrag_in_the_transferors_dialog() {
+        let invite = "INVITE sip:101@127.0.0.2:5060 SIP/2.0\r\n\
+             Via: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKinvite;rport\r\n\
+             Max-Forwards: 70\r\n\
+             From: \"support: +3225550137\" <sip:+3225550137@lab>;tag=labtag\r\n\
+             To: <sip:101@127.0.0.1>\r\n\
+             Call-ID: leg-1@ringside-lab\r\n\
+             CSeq: 1 INVITE\r\n\
+             Contact: <sip:lab@127.0.0.1:5060>\r\n\
+             Content-Length: 0\r\n\r\n";
+        let ok = "SIP/2.0 200 OK\r\n\
+             Via: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKinvite;rport=5060\r\n\
+             From: \"support: +3225550137\" <sip:+3225550137@lab>;tag=labtag\r\n\
+             To: <sip:101@127.0.0.1>;tag=phonetag\r\n\
+             Call-ID: leg-1@ringside-lab\r\n\
+             CSeq: 1 INVITE\r\n\
+             Contact: <sip:101@127.0.0.2:5060>\r\n\
+             Content-Length: 0\r\n\r\n";
+        let Ok(Message::Request(invite)) = msg::parse(invite.as_bytes()) else {
+            panic!("the INVITE parses");
+        };
+        let Ok(Message::Response(ok)) = msg::parse(ok.as_bytes()) else {
+            panic!("the 200 parses");
+        };
+        let mut dialog = Dialog::from_uac(&invite, &ok).expect("a dialog");
+        let via = |branch: &str| {
+            let mut via = Via::new("UDP", "127.0.0.1", Some(5060), branch);
+            via.set_param("rport", None);
+            via
+        };
+        let contact = "<sip:lab@127.0.0.1:5060>";
+        let head = |branch: &str, seq: u32| {
+            format!(
+                "NOTIFY sip:101@127.0.0.2:5060 SIP/2.0\r\n\
+                 Via: SIP/2.0/UDP 127.0.0.1:5060;branch={branch};rport\r\n\
+                 Max-Forwards: 70\r\n\
+                 From: \"support: +3225550137\" <sip:+3225550137@lab>;tag=labtag\r\n\
+                 To: <sip:101@127.0.0.1>;tag=phonetag\r\n\
+                 Call-ID: leg-1@ringside-lab\r\n\
+                 CSeq: {seq} NOTIFY\r\n\
+                 Contact: <sip:lab@127.0.0.1:5060>\r\n\
+                 Event: refer;id=7\r\n"
+            )
+        };
+        let trying = refer_notify(&mut dialog, via("z9hG4bKn1"), contact, 7, 100);
+        assert_eq!(
+            String::from_utf8_lossy(&trying.to_bytes()),
+            format!(
+                "{}Subscription-State: active;expires=60\r\n\
+                 Content-Type: message/sipfrag;version=2.0\r\n\
+                 Content-Length: 20\r\n\r\n\
+                 SIP/2.0 100 Trying\r\n",
+                head("z9hG4bKn1", 2)
+            )
+        );
+        let done = refer_notify(&mut dialog, via("z9hG4bKn2"), contact, 7, 200);
+        assert_eq!(
+            String::from_utf8_lossy(&done.to_bytes()),
+            format!(
+                "{}Subscription-State: terminated;reason=noresource\r\n\
+                 Content-Type: message/sipfrag;version=2.0\r\n\
+                 Content-Length: 16\r\n\r\n\
+                 SIP/2.0 200 OK\r\n",
+                head("z9hG4bKn2", 3)
+            )
+        );
+        let failed = refer_notify(&mut dialog, via("z9hG4bKn3"), contact, 7, 404);
+        assert_eq!(failed.body, b"SIP/2.0 404 Not Found\r\n");
+        assert_eq!(
+            failed.header("Subscription-State"),
+            Some("terminated;reason=noresource")
+        );
+        // What the UA side reads back out of it.
+        assert_eq!(
+            msg::parse_sipfrag_status(&failed.body),
+            Some((404, "Not Found".to_owned()))
+        );
+    }
+
+    #[test]
+    fn refer_to_targets_are_read_like_a_pbx_dials_them() {
+        let target = |text: &str| {
+            let uri = NameAddr::parse(text).expect("a name-addr").uri;
+            (transfer_number(&uri), uri_replaces(&uri).map(|r| r.is_ok()))
+        };
+        assert_eq!(target("<sip:102@lab>"), (Some("102".into()), None));
+        assert_eq!(
+            target("<sip:+32-2-555-0100@127.0.0.1;user=phone>"),
+            (Some("+3225550100".into()), None)
+        );
+        assert_eq!(
+            target("<tel:+32.2.555.0100;phone-context=+32>"),
+            (Some("+3225550100".into()), None)
+        );
+        assert_eq!(target("<sip:bot1@lab>"), (Some("bot1".into()), None));
+        assert_eq!(target("<sip:lab.example>"), (None, None));
+        assert_eq!(
+            target("<sip:102@127.0.0.1:5060?Replaces=abc%40ringside%3Bto-tag%3D1%3Bfrom-tag%3D2>"),
+            (Some("102".into()), Some(true))
+        );
+        assert_eq!(
+            target("<sip:102@127.0.0.1?Replaces=abc>"),
+            (Some("102".into()), Some(false))
+        );
+        assert!(is_e164("+3225550100"));
+        assert!(!is_e164("3225550100"));
+        assert!(!is_e164("+32"));
+        assert!(!is_e164("+32255501000000000"));
+    }
+
+    #[test]
+    fn an_agent_blind_transfers_a_queue_call_to_a_registered_phone() {
+        let (mut w, agent, colleague) =
+            agent_and_colleague(Duration::from_secs(20), Duration::from_millis(500));
+        let call = answered_queue_call(&mut w, agent, Duration::from_millis(2300));
+        w.command(
+            agent,
+            Command::Transfer {
+                call,
+                target: "102".into(),
+            },
+        );
+        w.run_until(Duration::from_secs(10), |w| {
+            transfer_done(w, agent).is_some()
+                && w.saw(colleague, |e| matches!(e, UaEvent::Answered { .. }))
+        });
+        assert_eq!(transfer_done(&w, agent), Some(true));
+
+        // 202, NOTIFY 100 Trying, the INVITE to 102, its 200, NOTIFY 200 OK: in that order.
+        let refer = trace_index(&w, "127.0.0.2:5060 -> 127.0.0.1:5060: REFER");
+        let accepted = trace_index(&w, "-> 127.0.0.2:5060: SIP/2.0 202 Accepted");
+        let to_colleague = trace_index(&w, "-> 127.0.0.3:5060: INVITE sip:102@127.0.0.3:5060");
+        let answered = trace_index(&w, "127.0.0.3:5060 -> 127.0.0.1:5060: SIP/2.0 200 OK");
+        let notifies = sent_by(&w, LAB_IP, "NOTIFY sip:101@");
+        assert_eq!(notifies.len(), 2, "{notifies:#?}");
+        assert_eq!(body(&notifies[0]), "SIP/2.0 100 Trying\r\n");
+        assert!(notifies[0].contains("\r\nSubscription-State: active;expires=60\r\n"));
+        assert!(notifies[0].contains("\r\nContent-Type: message/sipfrag;version=2.0\r\n"));
+        assert!(notifies[0].contains("\r\nEvent: refer;id="));
+        assert_eq!(body(&notifies[1]), "SIP/2.0 200 OK\r\n");
+        assert!(notifies[1].contains("\r\nSubscription-State: terminated;reason=noresource\r\n"));
+        let first_notify = w
+            .trace
+            .iter()
+            .position(|l| l.contains("-> 127.0.0.2:5060: NOTIFY"))
+            .expect("NOTIFY");
+        let last_notify = w
+            .trace
+            .iter()
+            .rposition(|l| l.contains("-> 127.0.0.2:5060: NOTIFY"))
+            .expect("NOTIFY");
+        assert!(
+            refer < accepted && accepted < first_notify,
+            "{:#?}",
+            w.trace
+        );
+        assert!(
+            first_notify < to_colleague && to_colleague < answered,
+            "{:#?}",
+            w.trace
+        );
+        assert!(answered < last_notify, "{:#?}", w.trace);
+
+        // 102 is offered the caller (its number, the queue, who sent it), not the agent.
+        let offered = incoming_calls(&w, colleague);
+        assert_eq!(offered.len(), 1);
+        let (transferred, from, name) = offered[0].clone();
+        let number = from
+            .strip_prefix("sip:")
+            .and_then(|f| f.strip_suffix("@lab"))
+            .expect("sip:NUMBER@lab");
+        assert!(number.starts_with("+32255501"), "{from}");
+        assert_eq!(name.as_deref(), Some(format!("support: {number}").as_str()));
+        let invite = sent_by(&w, LAB_IP, "INVITE sip:102@");
+        assert!(
+            invite[0].contains("\r\nReferred-By: <sip:101@lab>\r\n"),
+            "{}",
+            invite[0]
+        );
+
+        // The agent's leg ends (the UA hangs up on the final NOTIFY); 102 talks to the caller.
+        w.run_for(Duration::from_secs(3));
+        assert!(w.saw(
+            agent,
+            |e| matches!(e, UaEvent::CallEnded { call: c, .. } if *c == call)
+        ));
+        let heard = &w.phones[colleague].heard[&transferred];
+        let low = peak_power(heard, CALLER_VOICE_HZ[0]);
+        let high = peak_power(heard, CALLER_VOICE_HZ[1]);
+        assert!(
+            low > 10.0e6 && high > 10.0e6,
+            "400 Hz {low:.0}, 800 Hz {high:.0}"
+        );
+
+        // queue_log: BLINDTRANSFER with extension, context, hold time, talk time, position.
+        let lines = w.log_lines("BLINDTRANSFER");
+        assert_eq!(lines.len(), 1, "{}", w.log);
+        let fields: Vec<&str> = lines[0].split('|').collect();
+        assert_eq!(
+            &fields[2..],
+            [
+                "support",
+                "101",
+                "BLINDTRANSFER",
+                "102",
+                "lab",
+                "0",
+                "2",
+                "1"
+            ],
+            "{}",
+            lines[0]
+        );
+        let connect = w.log_lines("CONNECT");
+        assert_eq!(connect[0].split('|').nth(1), fields.get(1).copied());
+        assert!(
+            w.log_lines("COMPLETEAGENT").is_empty() && w.log_lines("COMPLETECALLER").is_empty()
+        );
+        assert!(w.pbx_events.contains(&PbxEvent::Transferred {
+            call_id: fields[1].to_owned(),
+            agent: "101".into(),
+            target: "102".into(),
+            attended: false,
+        }));
+
+        // AMI: BlindTransfer, then AgentComplete Reason transfer; the deriver says blind-transfer.
+        let (messages, reports) = ami_report(&w);
+        let blind = messages
+            .iter()
+            .find(|m| m.get("Event") == Some("BlindTransfer"))
+            .expect("BlindTransfer");
+        assert_eq!(blind.get("Extension"), Some("102"));
+        assert_eq!(blind.get("Context"), Some("lab"));
+        assert_eq!(blind.get("TransfereeUniqueid"), Some(fields[1]));
+        assert!(messages.iter().any(
+            |m| m.get("Event") == Some("AgentComplete") && m.get("Reason") == Some("transfer")
+        ));
+        let transfer = reports
+            .iter()
+            .find(|r| r.kind == ReportKind::BlindTransfer)
+            .unwrap_or_else(|| panic!("no blind-transfer in {reports:#?}"));
+        assert_eq!(transfer.agent.as_deref(), Some("101"));
+        assert_eq!(transfer.detail.as_deref(), Some("102@lab"));
+        assert_eq!(transfer.talk_s, Some(2));
+
+        // The caller talks the mean talk time with 102, then hangs up; nothing is left.
+        w.run_until(Duration::from_secs(30), |w| {
+            w.saw(colleague, |e| matches!(e, UaEvent::CallEnded { .. })) && w.pbx.leg_count() == 0
+        });
+        assert!(w.saw(colleague, |e| matches!(
+            e,
+            UaEvent::CallEnded {
+                by: EndedBy::Remote,
+                ..
+            }
+        )));
+        assert_eq!(w.pbx.free_media_ports(), LAB_MEDIA_PORTS.len());
+    }
+
+    #[test]
+    fn a_transfer_the_lab_cannot_carry_out_leaves_the_caller_with_the_agent() {
+        let (mut w, agent, _colleague) =
+            agent_and_colleague(Duration::from_secs(3600), Duration::from_millis(500));
+        let call = answered_queue_call(&mut w, agent, Duration::from_secs(1));
+        // 999 is nobody, 103 has no registration, 101 is the agent itself, 600 is a queue.
+        for (target, status, reason) in [
+            ("999", 404, "Not Found"),
+            ("103", 480, "Temporarily Unavailable"),
+            ("101", 482, "Loop Detected"),
+            ("600", 501, "Not Implemented"),
+        ] {
+            w.phones[agent].events.clear();
+            let before = sent_by(&w, LAB_IP, "NOTIFY sip:101@").len();
+            w.command(
+                agent,
+                Command::Transfer {
+                    call,
+                    target: target.into(),
+                },
+            );
+            w.run_until(Duration::from_secs(5), |w| {
+                transfer_done(w, agent).is_some()
+            });
+            assert_eq!(transfer_done(&w, agent), Some(false), "{target}");
+            let notifies = sent_by(&w, LAB_IP, "NOTIFY sip:101@");
+            assert_eq!(notifies.len(), before + 2, "{target}");
+            assert_eq!(body(&notifies[before]), "SIP/2.0 100 Trying\r\n");
+            assert_eq!(
+                body(&notifies[before + 1]),
+                format!("SIP/2.0 {status} {reason}\r\n"),
+                "{target}"
+            );
+            assert!(notifies[before + 1].contains("Subscription-State: terminated"));
+            assert!(w.pbx_events.iter().any(|e| matches!(e,
+                PbxEvent::TransferFailed { target: t, status: s, .. } if t == target && *s == status)));
+        }
+        // The call is still on: the agent hears the caller and hangs up as usual.
+        let before = w.phones[agent].heard[&call].len();
+        w.run_for(Duration::from_secs(1));
+        let heard = &w.phones[agent].heard[&call][before..];
+        assert!(
+            peak_power(heard, CALLER_VOICE_HZ[0]).max(peak_power(heard, CALLER_VOICE_HZ[1]))
+                > 10.0e6
+        );
+        assert!(w.log_lines("BLINDTRANSFER").is_empty(), "{}", w.log);
+        w.command(agent, Command::Hangup { call });
+        w.run_until(Duration::from_secs(10), |w| {
+            !w.log_lines("COMPLETEAGENT").is_empty() && w.pbx.leg_count() == 0
+        });
+        assert!(
+            !w.trace.iter().any(|l| l.contains("INVITE sip:103")),
+            "no INVITE without a registration"
+        );
+    }
+
+    #[test]
+    fn a_transfer_outside_the_lab_completes_at_once_and_the_lab_hangs_up_a_lingering_agent() {
+        let (mut w, agent) = logged_in_agent(Duration::from_secs(3600), |_| {});
+        let call = answered_queue_call(&mut w, agent, Duration::from_secs(3));
+        // This agent's phone never sends its BYE: the lab ends the leg after the grace time.
+        w.blocked
+            .push((SocketAddr::from((AGENT_ADDR, 5060)), "BYE ".to_owned()));
+        let lab_byes = |w: &World| sent_by(w, LAB_IP, "BYE sip:101@").len();
+        let byes_before = lab_byes(&w);
+        w.command(
+            agent,
+            Command::Transfer {
+                call,
+                target: "+32 2 555 01 99".into(),
+            },
+        );
+        w.run_until(Duration::from_secs(10), |w| lab_byes(w) > byes_before);
+        assert_eq!(transfer_done(&w, agent), Some(true));
+        let notifies = sent_by(&w, LAB_IP, "NOTIFY sip:101@");
+        assert_eq!(
+            notifies.iter().map(|n| body(n)).collect::<Vec<_>>(),
+            ["SIP/2.0 100 Trying\r\n", "SIP/2.0 200 OK\r\n"]
+        );
+        let final_notify = w
+            .sip
+            .iter()
+            .position(|(_, _, text)| text == &notifies[1])
+            .expect("sent");
+        let bye = w
+            .sip
+            .iter()
+            .rposition(|(from, _, text)| {
+                from.ip() == IpAddr::from(LAB_IP) && text.starts_with("BYE sip:101@")
+            })
+            .expect("the lab's BYE");
+        assert!(final_notify < bye);
+        // The UA heard the NOTIFY 1 ms (the wire) after the lab sent it.
+        let (notified_at, bye_at) = (transfer_done_at(&w, agent), w.now);
+        assert!(
+            bye_at - notified_at + Duration::from_millis(1) >= TRANSFEROR_GRACE
+                && bye_at - notified_at < TRANSFEROR_GRACE + Duration::from_millis(100),
+            "{:?}",
+            bye_at - notified_at
+        );
+        let lines = w.log_lines("BLINDTRANSFER");
+        assert_eq!(lines.len(), 1, "{}", w.log);
+        assert!(
+            lines[0].ends_with("|support|101|BLINDTRANSFER|+3225550199|lab|0|3|1"),
+            "{}",
+            lines[0]
+        );
+        w.run_until(Duration::from_secs(40), |w| w.pbx.leg_count() == 0);
+        assert_eq!(w.pbx.free_media_ports(), LAB_MEDIA_PORTS.len());
+
+        // The simulation's own transfer target (where bots send callers) takes one the same
+        // way.
+        w.blocked.clear();
+        let call = answered_queue_call_again(&mut w, agent);
+        w.command(
+            agent,
+            Command::Transfer {
+                call,
+                target: "1002".into(),
+            },
+        );
+        w.run_until(Duration::from_secs(10), |w| {
+            w.log_lines("BLINDTRANSFER").len() == 2
+        });
+        assert!(w.log_lines("BLINDTRANSFER")[1].contains("|101|BLINDTRANSFER|1002|lab|"));
+        assert_eq!(
+            w.pbx_events
+                .iter()
+                .filter(|e| matches!(e, PbxEvent::Transferred { .. }))
+                .count(),
+            2
+        );
+    }
+
+    #[test]
+    fn a_bot_takes_a_transferred_caller_at_once() {
+        // One bot, logged in to `sales` only, so the support caller rings the real agent.
+        let mut config = lab_config(Duration::from_secs(3600));
+        config.simulation.bots = 1;
+        config.simulation.bot_queues = Some(vec!["sales".to_owned()]);
+        let mut w = World::with_config(config, 0);
+        let agent = w.add_phone("101", 2, |_| {});
+        w.register(agent);
+        w.dial_code(agent, "*600");
+        let call = answered_queue_call(&mut w, agent, Duration::from_secs(1));
+        w.command(
+            agent,
+            Command::Transfer {
+                call,
+                target: "bot1".into(),
+            },
+        );
+        w.run_until(Duration::from_secs(5), |w| {
+            transfer_done(w, agent).is_some()
+        });
+        assert_eq!(transfer_done(&w, agent), Some(true));
+        let lines = w.log_lines("BLINDTRANSFER");
+        assert_eq!(lines.len(), 1, "{}", w.log);
+        assert!(
+            lines[0].ends_with("|support|101|BLINDTRANSFER|bot1|lab|0|1|1"),
+            "{}",
+            lines[0]
+        );
+        assert_eq!(
+            sent_by(&w, LAB_IP, "INVITE sip:bot1").len(),
+            0,
+            "a bot has no SIP leg"
+        );
+        w.run_until(Duration::from_secs(10), |w| w.pbx.leg_count() == 0);
+    }
+
+    /// A later queue call for an agent that already took one.
+    fn answered_queue_call_again(w: &mut World, agent: usize) -> CallId {
+        let connects = w.log_lines("CONNECT").len();
+        let (call, _, _) = first_ring(w, agent);
+        w.command(agent, Command::Answer { call });
+        w.run_until(Duration::from_secs(5), |w| {
+            w.log_lines("CONNECT").len() > connects
+        });
+        // The phone's call is up once the lab's ACK is in.
+        w.run_for(Duration::from_secs(1));
+        call
+    }
+
+    #[test]
+    fn an_agent_that_hangs_up_after_its_refer_has_handed_the_caller_over() {
+        let (mut w, agent, colleague) =
+            agent_and_colleague(Duration::from_secs(10), Duration::from_secs(3));
+        let call = answered_queue_call(&mut w, agent, Duration::from_secs(1));
+        w.command(
+            agent,
+            Command::Transfer {
+                call,
+                target: "102".into(),
+            },
+        );
+        w.run_until(Duration::from_secs(5), |w| {
+            w.saw(colleague, |e| matches!(e, UaEvent::IncomingCall { .. }))
+        });
+        w.command(agent, Command::Hangup { call });
+        w.run_until(Duration::from_secs(5), |w| {
+            !w.log_lines("BLINDTRANSFER").is_empty()
+        });
+        assert!(
+            !w.saw(colleague, |e| matches!(e, UaEvent::Answered { .. })),
+            "logged when the agent left, before 102 answered"
+        );
+        assert!(w.log_lines("COMPLETEAGENT").is_empty(), "{}", w.log);
+        w.run_until(Duration::from_secs(10), |w| {
+            w.saw(colleague, |e| matches!(e, UaEvent::Answered { .. }))
+        });
+        w.run_for(Duration::from_secs(2));
+        let (transferred, _, _) = incoming_calls(&w, colleague)[0].clone();
+        let heard = &w.phones[colleague].heard[&transferred];
+        assert!(peak_power(heard, CALLER_VOICE_HZ[0]) > 10.0e6);
+        assert_eq!(w.log_lines("BLINDTRANSFER").len(), 1);
+        w.run_until(Duration::from_secs(40), |w| w.pbx.leg_count() == 0);
+    }
+
+    #[test]
+    fn phones_call_each_other_through_the_lab_and_hear_each_other() {
+        let mut w = World::new(Duration::from_secs(60), 0);
+        let caller = w.add_phone("101", 2, |_| {});
+        let callee = w.add_phone("102", 3, |c| c.auto_answer = Some(Duration::from_secs(1)));
+        w.register(caller);
+        w.register(callee);
+        w.phones[caller].tone_hz = Some(1000.0);
+        w.phones[callee].tone_hz = Some(1500.0);
+        w.command(
+            caller,
+            Command::Dial {
+                target: "102".into(),
+            },
+        );
+        w.run_until(Duration::from_secs(10), |w| {
+            w.saw(caller, |e| matches!(e, UaEvent::Answered { .. }))
+        });
+        // The callee rang first (relayed 180), and was called by the lab as 101.
+        assert!(w.saw(caller, |e| matches!(e, UaEvent::Ringing { .. })));
+        let offered = incoming_calls(&w, callee);
+        assert_eq!(offered[0].1, "sip:101@lab");
+        assert!(w.pbx_events.contains(&PbxEvent::PhoneCallAnswered {
+            from: "101".into(),
+            to: "102".into()
+        }));
+        w.run_for(Duration::from_secs(2));
+        let (out_call, _, _) = offered[0];
+        let (_, UaEvent::Answered { call: in_call, .. }) = w
+            .find(caller, |e| matches!(e, UaEvent::Answered { .. }))
+            .expect("answered")
+        else {
+            unreachable!("matched");
+        };
+        let at_callee = &w.phones[callee].heard[&out_call];
+        let at_caller = &w.phones[caller].heard[&in_call];
+        // A 8000-amplitude sine has power 32e6; PCMU and the two jitter buffers cost little.
+        let (caller_voice, callee_voice) =
+            (peak_power(at_callee, 1000.0), peak_power(at_caller, 1500.0));
+        assert!(caller_voice > 20.0e6, "1 kHz at 102: {caller_voice:.0}");
+        assert!(callee_voice > 20.0e6, "1.5 kHz at 101: {callee_voice:.0}");
+        assert!(
+            peak_power(at_callee, 1500.0) < caller_voice / 100.0,
+            "no echo of 102's own voice"
+        );
+        // The caller hangs up: the lab ends the other leg.
+        w.command(caller, Command::Hangup { call: in_call });
+        w.run_until(Duration::from_secs(10), |w| {
+            w.saw(callee, |e| {
+                matches!(
+                    e,
+                    UaEvent::CallEnded {
+                        by: EndedBy::Remote,
+                        ..
+                    }
+                )
+            }) && w.pbx.leg_count() == 0
+        });
+
+        // Busy: the callee declines, the caller gets its 486.
+        let busy = w.add_phone("103", 4, |c| c.reject_incoming = Some(486));
+        w.register(busy);
+        w.phones[caller].events.clear();
+        w.command(
+            caller,
+            Command::Dial {
+                target: "103".into(),
+            },
+        );
+        w.run_until(Duration::from_secs(10), |w| {
+            w.saw(caller, |e| {
+                matches!(
+                    e,
+                    UaEvent::CallEnded {
+                        code: Some(486),
+                        ..
+                    }
+                )
+            })
+        });
+        w.run_until(Duration::from_secs(40), |w| w.pbx.leg_count() == 0);
+
+        // Cancelled while ringing: the lab cancels the callee's ring too.
+        let slow = w.add_phone("104", 5, |c| c.auto_answer = Some(Duration::from_secs(20)));
+        w.register(slow);
+        w.phones[caller].events.clear();
+        w.command(
+            caller,
+            Command::Dial {
+                target: "104".into(),
+            },
+        );
+        w.run_until(Duration::from_secs(5), |w| {
+            w.saw(caller, |e| matches!(e, UaEvent::Ringing { .. }))
+        });
+        let (_, UaEvent::Ringing { call: ringing, .. }) = w
+            .find(caller, |e| matches!(e, UaEvent::Ringing { .. }))
+            .expect("ringing")
+        else {
+            unreachable!("matched");
+        };
+        w.command(caller, Command::Hangup { call: ringing });
+        w.run_until(Duration::from_secs(10), |w| {
+            w.saw(slow, |e| matches!(e, UaEvent::CallEnded { .. })) && w.pbx.leg_count() == 0
+        });
+        assert!(w
+            .trace
+            .iter()
+            .any(|l| l.contains("-> 127.0.0.5:5060: CANCEL sip:104@")));
+        assert!(w.saw(caller, |e| matches!(
+            e,
+            UaEvent::CallEnded {
+                code: Some(487),
+                ..
+            }
+        )));
+        assert_eq!(w.pbx.free_media_ports(), LAB_MEDIA_PORTS.len());
+    }
+
+    #[test]
+    fn an_agent_consults_a_colleague_then_completes_an_attended_transfer() {
+        let (mut w, agent, colleague) =
+            agent_and_colleague(Duration::from_secs(20), Duration::from_millis(500));
+        w.phones[agent].tone_hz = Some(1000.0);
+        let call = answered_queue_call(&mut w, agent, Duration::from_secs(4));
+        w.command(
+            agent,
+            Command::AttendedStart {
+                call,
+                target: "102".into(),
+            },
+        );
+        w.run_until(Duration::from_secs(10), |w| {
+            w.saw(
+                agent,
+                |e| matches!(e, UaEvent::Answered { call: c, .. } if *c != call),
+            )
+        });
+        w.run_for(Duration::from_secs(2));
+        let (consulted, from, _) = incoming_calls(&w, colleague)[0].clone();
+        assert_eq!(
+            from, "sip:101@lab",
+            "the consultation call comes from the agent"
+        );
+        let mark = w.phones[colleague].heard[&consulted].len();
+        assert!(
+            peak_power(&w.phones[colleague].heard[&consulted], 1000.0) > 20.0e6,
+            "102 hears the agent during the consultation"
+        );
+        assert!(
+            w.log_lines("BLINDTRANSFER").is_empty() && w.log_lines("ATTENDEDTRANSFER").is_empty()
+        );
+
+        w.command(agent, Command::AttendedComplete { call });
+        w.run_until(Duration::from_secs(10), |w| {
+            transfer_done(w, agent).is_some()
+        });
+        assert_eq!(transfer_done(&w, agent), Some(true));
+        let refer = sent_by(&w, AGENT_ADDR, "REFER ");
+        assert!(refer[0].contains("?Replaces="), "{}", refer[0]);
+        let notifies = sent_by(&w, LAB_IP, "NOTIFY sip:101@");
+        assert_eq!(
+            notifies.iter().map(|n| body(n)).collect::<Vec<_>>(),
+            ["SIP/2.0 100 Trying\r\n", "SIP/2.0 200 OK\r\n"]
+        );
+        // The lab ends the consultation leg; the agent is left with nothing.
+        w.run_for(Duration::from_secs(3));
+        let consultation = &sent_by(&w, AGENT_ADDR, "INVITE sip:102@")[0];
+        let call_id = consultation
+            .lines()
+            .find(|l| l.starts_with("Call-ID:"))
+            .expect("a Call-ID");
+        assert!(
+            sent_by(&w, LAB_IP, "BYE sip:101@")
+                .iter()
+                .any(|bye| bye.contains(call_id)),
+            "the lab ends the consultation leg"
+        );
+        let ended = w.phones[agent]
+            .events
+            .iter()
+            .filter(|(_, e)| matches!(e, UaEvent::CallEnded { .. }))
+            .count();
+        assert_eq!(ended, 2, "{:#?}", w.phones[agent].events);
+        // 102 stays on the same call and now hears the caller.
+        assert!(!w.saw(colleague, |e| matches!(e, UaEvent::CallEnded { .. })));
+        let after = &w.phones[colleague].heard[&consulted][mark..];
+        assert!(
+            peak_power(after, CALLER_VOICE_HZ[0]) > 10.0e6
+                && peak_power(after, CALLER_VOICE_HZ[1]) > 10.0e6
+        );
+
+        let lines = w.log_lines("ATTENDEDTRANSFER");
+        assert_eq!(lines.len(), 1, "{}", w.log);
+        let fields: Vec<&str> = lines[0].split('|').collect();
+        assert_eq!(
+            &fields[2..6],
+            ["support", "101", "ATTENDEDTRANSFER", "BRIDGE"]
+        );
+        let bridge = fields[6];
+        assert_eq!(bridge.len(), 36, "a UUID: {bridge}");
+        assert_eq!(bridge.matches('-').count(), 4, "a UUID: {bridge}");
+        assert_eq!(&fields[7..], ["0", "6", "1"], "{}", lines[0]);
+        let (messages, reports) = ami_report(&w);
+        let attended = messages
+            .iter()
+            .find(|m| m.get("Event") == Some("AttendedTransfer"))
+            .expect("AttendedTransfer");
+        assert_eq!(attended.get("DestBridgeUniqueid"), Some(bridge));
+        assert!(
+            reports
+                .iter()
+                .any(|r| r.kind == ReportKind::Transfer && r.agent.as_deref() == Some("101")),
+            "{reports:#?}"
+        );
+
+        w.run_until(Duration::from_secs(30), |w| w.pbx.leg_count() == 0);
+        assert!(w.saw(colleague, |e| matches!(
+            e,
+            UaEvent::CallEnded {
+                by: EndedBy::Remote,
+                ..
+            }
+        )));
+        assert_eq!(w.pbx.free_media_ports(), LAB_MEDIA_PORTS.len());
     }
 }

@@ -1,7 +1,7 @@
 //! The lab driver: runs the sans-IO simulated call center on the wall clock, appends its
 //! queue_log to a file, serves the lab's AMI on TCP (`--ami`) and its SIP side on UDP
-//! (`--sip`, see [`Lab::serve_sip`]): phones register, dial the connection codes and are rung
-//! for queue calls by the sans-IO [`LabPbx`].
+//! (`--sip`, see [`Lab::serve_sip`]): phones register, dial the connection codes, are rung
+//! for queue calls, call each other and transfer queue calls, all by the sans-IO [`LabPbx`].
 //!
 //! SIP: one UDP socket, plus a pool of [`MEDIA_PORTS`] RTP sockets bound up front, one per leg
 //! at a time (the pool caps the calls carried at once). A reader task per socket hands
@@ -878,9 +878,28 @@ fn describe(event: &PbxEvent) -> Option<String> {
         } => Some(format!(
             "SIP: {user} dialled {number}: refused with {status}"
         )),
+        PbxEvent::PhoneCallAnswered { from, to } => Some(format!("SIP: {from} is talking to {to}")),
+        PbxEvent::Transferred {
+            call_id,
+            agent,
+            target,
+            attended,
+        } => Some(format!(
+            "SIP: {agent} transferred {call_id} to {target} ({})",
+            if *attended { "attended" } else { "blind" }
+        )),
+        PbxEvent::TransferFailed {
+            call_id,
+            agent,
+            target,
+            status,
+        } => Some(format!(
+            "SIP: {agent} could not transfer {call_id} to {target}: {status}"
+        )),
         PbxEvent::AgentRinging { .. }
         | PbxEvent::AgentAnswered { .. }
         | PbxEvent::AgentRejected { .. }
-        | PbxEvent::CallEnded { .. } => None,
+        | PbxEvent::CallEnded { .. }
+        | PbxEvent::TransferRequested { .. } => None,
     }
 }
