@@ -2295,6 +2295,69 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn without_ami_the_codes_dialled_tell_the_agent_its_queue_state() {
+        let mut app = app(); // live_queue_feed is false: a hosted PBX without AMI
+        assert!(app.me().is_none());
+        // Both queues can be joined; the driver reports the *600 call answered and ended.
+        app.update(Input::ConnectQueue("support".to_owned()));
+        app.update(Input::CodeResult {
+            queue: "support".to_owned(),
+            code: "*600".to_owned(),
+            accepted: true,
+            reason: String::new(),
+        });
+        let me = app.me().expect("the agent is in the model now");
+        assert!(me.membership("support").is_some());
+        assert!(me.membership("sales").is_none());
+        assert_eq!(app.disconnect_options(), vec!["support".to_owned()]);
+        assert_eq!(app.connect_options(), vec!["sales".to_owned()]);
+        // A refused code changes nothing and says why.
+        app.update(Input::CodeResult {
+            queue: "sales".to_owned(),
+            code: "*700".to_owned(),
+            accepted: false,
+            reason: "404 Not Found".to_owned(),
+        });
+        assert!(app.me().is_some_and(|a| a.membership("sales").is_none()));
+        let notice = app
+            .notice
+            .as_ref()
+            .map(|n| n.text.clone())
+            .unwrap_or_default();
+        assert!(
+            notice.contains("Could not connect to sales") && notice.contains("404 Not Found"),
+            "{notice}"
+        );
+        // The logout code takes the agent out again.
+        app.update(Input::CodeResult {
+            queue: "support".to_owned(),
+            code: "*601".to_owned(),
+            accepted: true,
+            reason: String::new(),
+        });
+        assert!(app.me().is_none_or(|a| a.membership("support").is_none()));
+        assert_eq!(app.connect_options().len(), 2);
+    }
+
+    #[test]
+    fn with_ami_the_pbx_alone_says_the_agent_state() {
+        let mut app = app();
+        app.config.live_queue_feed = true;
+        app.update(Input::CodeResult {
+            queue: "support".to_owned(),
+            code: "*600".to_owned(),
+            accepted: true,
+            reason: String::new(),
+        });
+        // The confirmation is shown, but membership waits for the PBX's QueueMemberAdded.
+        assert!(app.me().is_none());
+        assert_eq!(
+            app.notice.as_ref().map(|n| n.text.as_str()),
+            Some("Connected to support")
+        );
+    }
+
+    #[test]
     fn supervisors_act_on_the_selected_agent() {
         let mut app = App::new(
             AppConfig {
