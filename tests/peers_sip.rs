@@ -501,3 +501,36 @@ fn registration_comes_back_after_a_pbx_restart_over_tcp() {
     assert_eq!(again["aor"], "sip:alice@127.0.0.1");
     rs.quit(QUICK);
 }
+
+#[test]
+fn message_waiting_from_a_sipp_notifier_after_subscribing() {
+    if !require_peers(&["sipp"]) {
+        return;
+    }
+    let ws = PeerWorkspace::new("message_waiting_from_a_sipp_notifier_after_subscribing");
+    let pbx = ws
+        .start_sipp("mwi", 5078, "uas_mwi", &["-m", "2"])
+        .expect("sipp");
+    let cfg = config(
+        &ws,
+        "alice",
+        "alice123",
+        "registrar = \"sip:127.0.0.1:5078\"",
+    );
+    let mut rs = shell(&ws, &cfg, true);
+    rs.expect("registered", QUICK);
+    let voicemail = rs.expect("voicemail", QUICK);
+    assert_eq!(voicemail["waiting"], true, "{voicemail}");
+    assert_eq!(voicemail["new"], 2, "{voicemail}");
+    assert_eq!(voicemail["old"], 8, "{voicemail}");
+    rs.send("unregister");
+    rs.expect("unregistered", QUICK);
+    assert_sipp_succeeded(&pbx);
+    let messages = pbx.messages();
+    assert!(
+        messages.contains("SUBSCRIBE sip:alice@127.0.0.1 SIP/2.0"),
+        "the mailbox was subscribed to"
+    );
+    assert!(messages.contains("Expires: 3600"));
+    rs.quit(QUICK);
+}

@@ -78,6 +78,7 @@ pub fn event_name(event: &UaEvent) -> &'static str {
         UaEvent::Media { .. } => "media",
         UaEvent::SendDtmfRtp { .. } => "dtmf_rtp",
         UaEvent::Notice { .. } => "notice",
+        UaEvent::Voicemail { .. } => "voicemail",
     }
 }
 
@@ -152,6 +153,9 @@ pub fn event_json(event: &UaEvent) -> Value {
         }),
         UaEvent::SendDtmfRtp { call, digits } => json!({"call": call.0, "digits": digits}),
         UaEvent::Notice { message } => json!({"message": message}),
+        UaEvent::Voicemail { waiting, new, old } => {
+            json!({"waiting": waiting, "new": new, "old": old})
+        }
     };
     if let Value::Object(map) = &mut v {
         map.insert("event".into(), Value::String(event_name(event).into()));
@@ -232,6 +236,7 @@ pub fn event_line(event: &UaEvent) -> String {
         ),
         UaEvent::SendDtmfRtp { call, digits } => format!("call {call}: sending DTMF {digits}"),
         UaEvent::Notice { message } => message.clone(),
+        UaEvent::Voicemail { new, old, .. } => format!("voicemail: {new} new, {old} old"),
     }
 }
 

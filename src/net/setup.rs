@@ -161,6 +161,7 @@ pub async fn prepare(config: &Config, account: &AccountConfig) -> Result<Prepare
         telephone_event: Some(101),
         // The media engine sends RFC 4733 events when the peer negotiated telephone-event.
         rtp_dtmf: true,
+        subscribe_mwi: true,
     };
     Ok(Prepared { ua, socket, hop })
 }

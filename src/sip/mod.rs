@@ -9,6 +9,7 @@ pub mod auth;
 pub mod call;
 pub mod dialog;
 pub mod msg;
+pub mod mwi;
 pub mod register;
 pub mod sdp;
 pub mod transaction;

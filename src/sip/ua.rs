@@ -16,6 +16,7 @@ use rand::{Rng, SeedableRng};
 use super::auth::{self, Challenge, Credentials, NonceCounts};
 use super::call::Call;
 use super::msg::{self, CSeq, Message, Method, NameAddr, Request, Response, SipHeaders, Uri, Via};
+use super::mwi::{self, MwiState, MwiSubscription};
 use super::register::Registration;
 use super::sdp::Codec;
 use super::transaction::{
@@ -72,6 +73,9 @@ pub struct UaConfig {
     /// Send DTMF as RFC 4733 RTP events when the peer negotiated telephone-event. Off while no
     /// media engine runs: then SIP INFO carries the digits.
     pub rtp_dtmf: bool,
+    /// After registering, SUBSCRIBE to our mailbox's message-summary (RFC 3842). Unsolicited
+    /// message-summary NOTIFYs are accepted either way. On in real configs, off in `simple`.
+    pub subscribe_mwi: bool,
 }
 
 impl UaConfig {
@@ -104,6 +108,8 @@ impl UaConfig {
             codecs: vec![Codec::pcmu(), Codec::pcma()],
             telephone_event: Some(101),
             rtp_dtmf: false,
+            // The lab registrar and the scripted tests expect REGISTER traffic only.
+            subscribe_mwi: false,
         }
     }
 }
@@ -284,6 +290,12 @@ pub enum UaEvent {
     Notice {
         message: String,
     },
+    /// The mailbox's message-waiting state changed (RFC 3842 message-summary).
+    Voicemail {
+        waiting: bool,
+        new: u32,
+        old: u32,
+    },
 }
 
 /// What an outstanding client transaction was for, so its response reaches the right handler.
@@ -298,6 +310,8 @@ pub(crate) enum Purpose {
     Refer(CallId),
     Notify(CallId),
     Info(CallId),
+    /// Our message-summary subscription (initial, refresh or retry).
+    Subscribe,
     Other,
 }
 
@@ -328,6 +342,7 @@ pub struct UserAgent {
     policy: UasPolicy,
     /// NOTIFYs owed to a transferor, queued where no `now` was at hand.
     pub(crate) deferred_notifies: Vec<(CallId, u16, String)>,
+    pub(crate) mwi: MwiSubscription,
 }
 
 impl UserAgent {
@@ -347,8 +362,13 @@ impl UserAgent {
             nonce_counts: NonceCounts::new(),
             public,
             next_rtp_port,
-            policy: UasPolicy::default(),
+            policy: {
+                let mut policy = UasPolicy::default();
+                policy.accepted_content_types.push(mwi::CONTENT_TYPE.into());
+                policy
+            },
             deferred_notifies: Vec::new(),
+            mwi: MwiSubscription::default(),
             config,
         }
     }
@@ -403,6 +423,7 @@ impl UserAgent {
         self.drain_transactions(now);
         self.handle_registration_timers(now);
         self.handle_call_timers(now);
+        self.handle_mwi_timers(now);
         self.drain_transactions(now);
     }
 
@@ -457,6 +478,7 @@ impl UserAgent {
             self.tx.poll_timeout(),
             self.registration.next_deadline(),
             self.calls.values().filter_map(Call::next_deadline).min(),
+            self.next_mwi_deadline(),
         ]
         .into_iter()
         .flatten()
@@ -537,8 +559,18 @@ impl UserAgent {
         }
         match pending.purpose {
             Purpose::Register | Purpose::Unregister => {
-                self.on_register_response(now, &pending, response)
+                self.on_register_response(now, &pending, response);
+                if pending.purpose == Purpose::Unregister {
+                    // A later registration starts a fresh subscription; a PBX without MWI
+                    // stays known as such.
+                    if self.mwi.state != MwiState::Disabled {
+                        self.mwi.state = MwiState::Idle;
+                    }
+                } else {
+                    self.mwi_after_registration(now);
+                }
             }
+            Purpose::Subscribe => self.on_subscribe_response(now, response),
             Purpose::Invite(call) => self.on_invite_response(now, call, tx, &pending, response),
             Purpose::ReInvite(call) => self.on_reinvite_response(now, call, response),
             Purpose::Refer(call) => self.on_refer_response(now, call, response),
@@ -564,6 +596,9 @@ impl UserAgent {
             (Method::Info, Some(tx)) => self.on_info(now, tx, request),
             (Method::Update, Some(tx)) => self.on_update(now, tx, request),
             (Method::Refer, Some(tx)) => self.on_refer(now, tx, request),
+            (Method::Notify, Some(tx)) if mwi::is_message_summary(&request) => {
+                self.on_mwi_notify(now, tx, request)
+            }
             (Method::Notify, Some(tx)) => self.on_notify(now, tx, request),
             (_, Some(tx)) => {
                 let mut response = request.response(405);
@@ -759,7 +794,7 @@ impl UserAgent {
         self.target_for(&request.uri)
     }
 
-    fn send_to(
+    pub(crate) fn send_to(
         &mut self,
         now: Instant,
         request: Request,
@@ -894,6 +929,7 @@ impl UserAgent {
                     d.local_seq = d.local_seq.max(seq);
                 }
             }
+            Purpose::Subscribe => self.mwi_after_auth_retry(request),
             Purpose::Cancel(_) | Purpose::Other => {}
         }
     }
@@ -921,7 +957,8 @@ impl UserAgent {
         );
         response.headers.set(
             "Accept",
-            "application/sdp, application/dtmf-relay, message/sipfrag",
+            "application/sdp, application/dtmf-relay, message/sipfrag, \
+             application/simple-message-summary",
         );
         response.headers.set("Supported", "replaces");
         response

@@ -1768,6 +1768,10 @@ impl App {
             }
             UaEvent::SendDtmfRtp { .. } => {}
             UaEvent::Notice { message } => self.info(message),
+            UaEvent::Voicemail { new, .. } => {
+                self.voicemail = Some(new);
+                self.dirty = true;
+            }
         }
     }
 
