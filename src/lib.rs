@@ -12,5 +12,6 @@ pub mod media;
 pub mod net;
 pub mod queue;
 pub mod sip;
+pub mod store;
 mod toml_check;
 pub mod tui;
