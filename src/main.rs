@@ -21,6 +21,10 @@ struct Cli {
     /// (~/.config/ringside/themes/NAME.toml). NO_COLOR picks mono.
     #[arg(long, global = true, value_name = "NAME")]
     theme: Option<String>,
+    /// Where the contacts, activities and call history live (default: the XDG data dir's
+    /// ringside/, e.g. ~/.local/share/ringside).
+    #[arg(long, global = true, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<Cmd>,
 }
@@ -141,6 +145,11 @@ enum Cmd {
         #[command(flatten)]
         credentials: AmiCredentialArgs,
     },
+    /// The agent's contacts in the local store: import vCard (.vcf) or CSV, export CSV, list.
+    Contacts {
+        #[command(subcommand)]
+        action: ContactsCmd,
+    },
     /// Supervisor actions on a PBX's queues, through its AMI.
     Queue {
         #[command(subcommand)]
@@ -165,6 +174,16 @@ struct AmiTarget {
     ami: String,
     #[command(flatten)]
     credentials: AmiCredentialArgs,
+}
+
+#[derive(Subcommand)]
+enum ContactsCmd {
+    /// Import a vCard 3/4 (.vcf) or CSV file; malformed entries are reported by line.
+    Import { file: PathBuf },
+    /// Export every contact as CSV (to FILE, or to standard output).
+    Export { file: Option<PathBuf> },
+    /// Name, company, numbers and email of every contact.
+    List,
 }
 
 #[derive(Subcommand)]
@@ -390,6 +409,38 @@ fn run() -> anyhow::Result<i32> {
             })?;
             return Ok(0);
         }
+        Some(Cmd::Contacts { action }) => {
+            let config = Config::find(cli.config.as_deref())?.map(|(_, config)| config);
+            let calling_code = config
+                .as_ref()
+                .and_then(|c| c.dial.default_region.as_deref())
+                .and_then(ringside::tui::number::calling_code);
+            let dir = cli
+                .data_dir
+                .clone()
+                .or_else(data_dir)
+                .context("no data directory: pass --data-dir DIR")?;
+            let action = match action {
+                ContactsCmd::Import { file } => {
+                    ringside::cli::contacts::ContactsAction::Import(file.clone())
+                }
+                ContactsCmd::Export { file } => {
+                    ringside::cli::contacts::ContactsAction::Export(file.clone())
+                }
+                ContactsCmd::List => ringside::cli::contacts::ContactsAction::List,
+            };
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            ringside::cli::contacts::run(
+                &dir,
+                calling_code.as_deref(),
+                &action,
+                &mut out,
+                &mut std::io::stderr(),
+            )?;
+            std::io::Write::flush(&mut out)?;
+            return Ok(0);
+        }
         Some(Cmd::Queue { action }) => {
             use ringside::queue::ami_client::AmiAction;
             let (target, action) = match action {
@@ -527,6 +578,7 @@ fn run() -> anyhow::Result<i32> {
         Some(Cmd::Report { .. })
         | Some(Cmd::Events { .. })
         | Some(Cmd::Queue { .. })
+        | Some(Cmd::Contacts { .. })
         | Some(Cmd::Lab { .. }) => Ok(0),
         Some(Cmd::Check) => {
             let (path, config) = require_config(found)?;

@@ -2,5 +2,6 @@
 //! report and event stream.
 
 pub mod check;
+pub mod contacts;
 pub mod report;
 pub mod shell;

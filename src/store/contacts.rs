@@ -246,7 +246,7 @@ pub(crate) fn query_error(path: &str, action: &'static str, source: rusqlite::Er
     StoreError::Query {
         path: path.to_string(),
         action,
-        source,
+        error: source,
     }
 }
 

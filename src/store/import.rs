@@ -129,7 +129,7 @@ impl Store {
     pub fn import_file(&mut self, path: &Path) -> Result<ImportReport> {
         let bytes = std::fs::read(path).map_err(|source| StoreError::ReadImport {
             path: path.to_path_buf(),
-            source,
+            error: source,
         })?;
         let text = decode_text(&bytes);
         let format = ImportFormat::detect(path, &text)

@@ -48,16 +48,16 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error(
-        "cannot create the data directory {path}: {source} — check --data-dir and its permissions"
+        "cannot create the data directory {path}: {error} — check --data-dir and its permissions"
     )]
     CreateDir {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
-    #[error("cannot open the store at {path}: {source} — check --data-dir, that the directory is writable and that the file is a ringside database")]
+    #[error("cannot open the store at {path}: {error} — check --data-dir, that the directory is writable and that the file is a ringside database")]
     Open {
         path: String,
-        source: rusqlite::Error,
+        error: rusqlite::Error,
     },
     #[error("the store at {path} has schema version {found}, newer than this ringside understands ({supported}) — upgrade ringside or point --data-dir elsewhere")]
     TooNew {
@@ -65,17 +65,17 @@ pub enum StoreError {
         found: i64,
         supported: i64,
     },
-    #[error("cannot migrate the store at {path} to schema version {version}: {source} — the file was left at its previous version; keep a copy and report the problem")]
+    #[error("cannot migrate the store at {path} to schema version {version}: {error} — the file was left at its previous version; keep a copy and report the problem")]
     Migrate {
         path: String,
         version: i64,
-        source: rusqlite::Error,
+        error: rusqlite::Error,
     },
-    #[error("the store at {path} failed while {action}: {source} — if this persists, check the disk and the file's permissions")]
+    #[error("the store at {path} failed while {action}: {error} — if this persists, check the disk and the file's permissions")]
     Query {
         path: String,
         action: &'static str,
-        source: rusqlite::Error,
+        error: rusqlite::Error,
     },
     #[error("there is no contact #{0} — it may have been deleted; reload the list")]
     ContactNotFound(i64),
@@ -89,10 +89,10 @@ pub enum StoreError {
     CallAlreadyFinished(i64),
     #[error("a contact needs a name (or at least a company) — fill in the name")]
     EmptyName,
-    #[error("cannot read {path}: {source} — check the file name")]
+    #[error("cannot read {path}: {error} — check the file name")]
     ReadImport {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("cannot tell the format of {0}: name it .vcf or .csv")]
     UnknownImportFormat(String),
@@ -126,13 +126,13 @@ impl Store {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
                 path: dir.to_path_buf(),
-                source,
+                error: source,
             })?;
         }
         let shown = path.display().to_string();
         let conn = Connection::open(path).map_err(|source| StoreError::Open {
             path: shown.clone(),
-            source,
+            error: source,
         })?;
         Self::prepare(conn, shown)
     }
@@ -146,7 +146,7 @@ impl Store {
     pub fn open_in_memory() -> Result<Self> {
         let conn = Connection::open_in_memory().map_err(|source| StoreError::Open {
             path: "memory".into(),
-            source,
+            error: source,
         })?;
         Self::prepare(conn, "memory".into())
     }
@@ -154,7 +154,7 @@ impl Store {
     fn prepare(conn: Connection, path: String) -> Result<Self> {
         let open_err = |source| StoreError::Open {
             path: path.clone(),
-            source,
+            error: source,
         };
         conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
         // WAL lets the UI read while a write is in progress, and an app crash (kill -9) never
@@ -202,7 +202,7 @@ impl Store {
         move |source| StoreError::Query {
             path: self.path.clone(),
             action,
-            source,
+            error: source,
         }
     }
 }

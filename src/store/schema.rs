@@ -142,7 +142,7 @@ pub(crate) fn migrate_with(
     let query_err = |source| StoreError::Query {
         path: path.to_string(),
         action: "reading the schema version",
-        source,
+        error: source,
     };
     let found = user_version(conn).map_err(query_err)?;
     if found > latest {
@@ -164,7 +164,7 @@ pub(crate) fn migrate_with(
         let failed = |source| StoreError::Migrate {
             path: path.to_string(),
             version: migration.version,
-            source,
+            error: source,
         };
         (migration.apply)(&tx).map_err(failed)?;
         tx.pragma_update(None, "user_version", migration.version)
@@ -173,7 +173,7 @@ pub(crate) fn migrate_with(
     tx.commit().map_err(|source| StoreError::Migrate {
         path: path.to_string(),
         version: latest,
-        source,
+        error: source,
     })
 }
 

@@ -14,6 +14,13 @@ pub const INCORRECT_NUMBER: &str =
 /// Longer input is no phone number; it never reaches the parser.
 const MAX_INPUT_CHARS: usize = 40;
 
+/// The country calling code of an ISO 3166 region ("BE" → "32"), from libphonenumber's metadata.
+pub fn calling_code(region: &str) -> Option<String> {
+    phonenumber::metadata::DATABASE
+        .by_id(region.trim().to_ascii_uppercase().as_str())
+        .map(|metadata| metadata.country_code().to_string())
+}
+
 /// Normalises a typed number to E.164. National numbers (no `+`, no international prefix) are
 /// read in `default_region` (an ISO 3166 code, any case). Blanks, dots, dashes, slashes and
 /// brackets are ignored; letters are refused.
@@ -170,6 +177,14 @@ mod tests {
             INCORRECT_NUMBER,
             "Incorrect number: use the international format, e.g. +16506913277"
         );
+    }
+
+    #[test]
+    fn calling_codes_come_from_the_metadata() {
+        assert_eq!(calling_code("BE").as_deref(), Some("32"));
+        assert_eq!(calling_code("us").as_deref(), Some("1"));
+        assert_eq!(calling_code("IE").as_deref(), Some("353"));
+        assert_eq!(calling_code("ZZ"), None);
     }
 
     #[test]
