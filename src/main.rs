@@ -616,6 +616,7 @@ fn run() -> anyhow::Result<i32> {
                         };
                         let mut sources = ringside::net::dashboard::Sources {
                             sip: Some(driver),
+                            store: open_store(cli.data_dir.clone().or_else(data_dir)),
                             ..Default::default()
                         };
                         if let Some(access) = config.ami.clone() {
@@ -658,12 +659,20 @@ fn run() -> anyhow::Result<i32> {
                 }
                 _ if interactive => {
                     let ui = load_ui(cli.theme.as_deref(), found.as_ref().map(|(_, c)| c))?;
-                    runtime.block_on(run_demo_dashboard(ui, seed))
+                    let dir = cli.data_dir.clone().or_else(data_dir);
+                    runtime.block_on(run_demo_dashboard(ui, seed, dir))
                 }
                 _ => runtime.block_on(run_demo(log_path, seed)),
             }
         }
     }
+}
+
+/// The local store in `dir` (none without a data dir); the dashboard shows an error opening it.
+fn open_store(
+    dir: Option<PathBuf>,
+) -> Option<Result<ringside::store::Store, ringside::store::StoreError>> {
+    dir.map(|dir| ringside::store::Store::open_in_dir(&dir))
 }
 
 /// Whether a person sits at a terminal (else the line-mode console serves scripts and pipes).
@@ -758,7 +767,11 @@ async fn run_dashboard<E: std::fmt::Display>(
 }
 
 /// The demo on the dashboard: the lab in-process, the console as agent 101 joining support.
-async fn run_demo_dashboard(ui: UiChoice, seed: u64) -> anyhow::Result<i32> {
+async fn run_demo_dashboard(
+    ui: UiChoice,
+    seed: u64,
+    data_dir: Option<PathBuf>,
+) -> anyhow::Result<i32> {
     let (mut lab, lab_config, queue_log) = start_demo_lab(seed).await?;
     let sip = lab
         .serve_sip(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
@@ -802,6 +815,8 @@ async fn run_demo_dashboard(ui: UiChoice, seed: u64) -> anyhow::Result<i32> {
             ringside::config::Secret::new("lab".to_owned()),
         )),
         queue_log: None,
+        // The demo keeps its own history, apart from the user's.
+        store: open_store(data_dir.map(|d| d.join("demo"))),
     };
     let options = dashboard_options(app_config, ui, sources, vec!["support".to_owned()], false);
     let mut sink = std::io::sink();

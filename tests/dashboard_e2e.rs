@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use ringside::store::CallOutcome;
 use support::{require_peer, wait_until};
 
 /// A tmux server of our own (its own socket), killed when dropped.
@@ -295,6 +296,33 @@ fn an_agent_answers_holds_resumes_transfers_and_hangs_up_queue_calls_with_keys_a
         "{log}"
     );
     assert!(log.contains("|support|101|REMOVEMEMBER|"), "{log}");
+    // The calls are in the agent's history, with their outcomes; the queue codes are not.
+    let mut store =
+        ringside::store::Store::open_in_dir(dir.join("data/ringside")).expect("the history store");
+    let calls = store.recent_calls(50, false).expect("recent calls");
+    let outcomes: Vec<_> = calls
+        .iter()
+        .filter_map(|c| c.outcome.map(|o| (c.remote_number.clone(), o, c.duration)))
+        .collect();
+    // Keys go in as fast as the screen follows, so talk times here are a second or less.
+    assert!(
+        outcomes
+            .iter()
+            .any(|(n, o, d)| n.starts_with("+32") && *o == CallOutcome::Answered && d.is_some()),
+        "{calls:#?}"
+    );
+    assert!(
+        outcomes
+            .iter()
+            .any(|(n, o, _)| n.starts_with("+32") && *o == CallOutcome::Transferred),
+        "{outcomes:?}"
+    );
+    assert!(
+        calls.iter().all(|c| !c.remote_number.starts_with('*')),
+        "queue codes are not calls: {calls:?}"
+    );
+    // Nothing was left open: quitting hung up and closed every row.
+    assert_eq!(store.close_interrupted(0).expect("close"), 0, "{calls:?}");
 }
 
 #[test]

@@ -29,6 +29,7 @@ use crate::queue::ami::QueueAmiEvent;
 use crate::queue::ami_client::{AmiAction, AmiClientEvent, QueueMonitor};
 use crate::queue::report::ReportEvent;
 use crate::sip::ua::{self, CallId, UaEvent};
+use crate::store::{CallLog, Store, StoreError};
 use crate::tui::app::{App, Command, Input, Mouse, MouseKind};
 use crate::tui::keymap::Key;
 use crate::tui::theme::Theme;
@@ -50,6 +51,9 @@ pub struct Sources {
     pub ami: Option<AmiConfig>,
     /// An Asterisk queue_log to follow for report events (supervisor mode without AMI).
     pub queue_log: Option<PathBuf>,
+    /// The local store: every call of this agent goes into its history. An error here is shown
+    /// at start, and the dashboard runs without history.
+    pub store: Option<Result<Store, StoreError>>,
 }
 
 pub struct DashboardOptions {
@@ -255,6 +259,7 @@ struct Drive {
     codes_dialled: VecDeque<CodeCall>,
     code_calls: HashMap<CallId, CodeCall>,
     monitor: QueueMonitor,
+    store: Option<(Store, CallLog)>,
     bell: bool,
     notify: bool,
     connect_on_register: Vec<String>,
@@ -290,6 +295,9 @@ impl Drive {
             Command::Record { call } => to_sip(self, DriverCommand::Record { call }),
             Command::Snapshot => to_sip(self, DriverCommand::Snapshot),
             Command::DialCode { queue, code } => {
+                if let Some((_, log)) = &mut self.store {
+                    log.ignore(code.clone());
+                }
                 self.codes_dialled.push_back(CodeCall {
                     queue,
                     code: code.clone(),
@@ -357,6 +365,13 @@ impl Drive {
         match output {
             DriverOutput::Event(event) => {
                 let mut inputs = Vec::new();
+                if let Some((store, log)) = &mut self.store {
+                    let now = i64::try_from(epoch_ms() / 1000).unwrap_or(i64::MAX);
+                    if let Err(error) = log.handle(store, &event, now) {
+                        tracing::warn!(%error, "call history");
+                        inputs.push(Input::CommandFailed(format!("Call history: {error}")));
+                    }
+                }
                 match &event {
                     UaEvent::Registered { .. } => {
                         for queue in std::mem::take(&mut self.connect_on_register) {
@@ -550,6 +565,31 @@ pub async fn run<E: std::fmt::Display>(
     if let Some(tx) = &sip_tx {
         let _ = tx.send(DriverCommand::Ua(ua::Command::Register));
     }
+    let store = match sources.store {
+        Some(Err(error)) => {
+            app.update(Input::CommandFailed(format!(
+                "No call history this time: {error}"
+            )));
+            None
+        }
+        Some(Ok(mut store)) => {
+            let now = i64::try_from(epoch_ms() / 1000).unwrap_or(i64::MAX);
+            match store.close_interrupted(now) {
+                Ok(0) => {}
+                Ok(n) => {
+                    app.update(Input::CommandFailed(format!(
+                        "{n} call(s) were still open when ringside last stopped: marked interrupted in the history"
+                    )));
+                }
+                Err(error) => {
+                    app.update(Input::CommandFailed(format!("Call history: {error}")));
+                }
+            }
+            let local = app.config.account.clone();
+            Some((store, CallLog::new(local)))
+        }
+        None => None,
+    };
     let mut drive = Drive {
         sip: sip_tx,
         ami: sources.ami.map(spawn_ami),
@@ -557,6 +597,7 @@ pub async fn run<E: std::fmt::Display>(
         codes_dialled: VecDeque::new(),
         code_calls: HashMap::new(),
         monitor: QueueMonitor::new(),
+        store,
         bell: true,
         notify: desktop_notifications,
         connect_on_register,
@@ -633,6 +674,8 @@ pub async fn run<E: std::fmt::Display>(
                     if matches!(output, DriverOutput::Stopped) {
                         break;
                     }
+                    // Calls ending now still close their history rows.
+                    drive.sip_inputs(output);
                 }
             })
             .await;

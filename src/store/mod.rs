@@ -10,6 +10,7 @@
 //! rows a crash left open as [`CallOutcome::Interrupted`].
 
 mod activities;
+mod call_log;
 mod contacts;
 mod csv;
 mod date;
@@ -29,6 +30,7 @@ use rusqlite::Connection;
 pub use activities::{
     Activity, ActivityEdit, ActivityId, ActivityKind, ActivityState, NewActivity,
 };
+pub use call_log::CallLog;
 pub use contacts::{Contact, ContactId, NewContact, Phone};
 pub use date::{CivilDate, DateError};
 pub use history::{CallDirection, CallFinish, CallOutcome, CallRecord, CallRowId, CallStart};
