@@ -668,6 +668,32 @@ fn run() -> anyhow::Result<i32> {
     }
 }
 
+/// A few of the lab's callers as contacts, so the demo shows names on first run.
+fn seed_demo_contacts(mut store: ringside::store::Store) -> ringside::store::Store {
+    use ringside::store::NewContact;
+    if store.contact_count().unwrap_or(1) > 0 {
+        return store;
+    }
+    let people = [
+        ("Jean Dupont", "Brasserie du Parc", "+3225550101"),
+        ("Ana Lima", "Lima Logistics", "+3225550107"),
+        ("Pieter Claes", "", "+3225550112"),
+        ("Fatima El Amrani", "Atelier Amrani", "+3225550124"),
+        ("Tom Wouters", "Wouters & Zonen", "+3225550133"),
+        ("Grace Okafor", "", "+3225550150"),
+    ];
+    for (name, company, number) in people {
+        let contact = NewContact::named(name)
+            .with_company(company)
+            .with_phone("work", number);
+        if let Err(error) = store.add_contact(&contact) {
+            tracing::warn!(%error, "demo contacts");
+            break;
+        }
+    }
+    store
+}
+
 /// The local store in `dir` (none without a data dir); the dashboard shows an error opening it.
 fn open_store(
     dir: Option<PathBuf>,
@@ -815,8 +841,9 @@ async fn run_demo_dashboard(
             ringside::config::Secret::new("lab".to_owned()),
         )),
         queue_log: None,
-        // The demo keeps its own history, apart from the user's.
-        store: open_store(data_dir.map(|d| d.join("demo"))),
+        // The demo keeps its own history and contacts, apart from the user's.
+        store: open_store(data_dir.map(|d| d.join("demo")))
+            .map(|store| store.map(seed_demo_contacts)),
     };
     let options = dashboard_options(app_config, ui, sources, vec!["support".to_owned()], false);
     let mut sink = std::io::sink();

@@ -363,8 +363,16 @@ impl Drive {
     /// SIP driver output as dashboard inputs; queue code calls are followed here.
     fn sip_inputs(&mut self, output: DriverOutput) -> Vec<Input> {
         match output {
-            DriverOutput::Event(event) => {
+            DriverOutput::Event(mut event) => {
                 let mut inputs = Vec::new();
+                // Caller lookup: a known number shows the contact's name.
+                if let (UaEvent::IncomingCall { from, name, .. }, Some((store, _))) =
+                    (&mut event, &self.store)
+                {
+                    if let Some(contact) = CallLog::contact_name(store, from) {
+                        *name = Some(contact);
+                    }
+                }
                 if let Some((store, log)) = &mut self.store {
                     let now = i64::try_from(epoch_ms() / 1000).unwrap_or(i64::MAX);
                     if let Err(error) = log.handle(store, &event, now) {

@@ -48,6 +48,18 @@ impl CallLog {
         }
     }
 
+    /// The name of the contact a caller's URI belongs to (caller lookup by normalised number).
+    pub fn contact_name(store: &Store, uri: &str) -> Option<String> {
+        let number = number_of(uri);
+        match store.contact_by_number(&number) {
+            Ok(contact) => contact.map(|c| c.name),
+            Err(error) => {
+                tracing::warn!(%error, "caller lookup");
+                None
+            }
+        }
+    }
+
     /// The next outgoing call to `target` is not a conversation (a queue code): keep it out.
     pub fn ignore(&mut self, target: impl Into<String>) {
         self.ignored_targets.push(target.into());
@@ -285,6 +297,22 @@ mod tests {
         let missed = store.recent_calls(10, true).expect("missed");
         assert_eq!(missed.len(), 1);
         assert_eq!(missed[0].remote_number, "+3225550122");
+    }
+
+    #[test]
+    fn callers_are_looked_up_by_number() {
+        let mut store = Store::open_in_memory().expect("store");
+        store
+            .add_contact(
+                &super::super::NewContact::named("Jean Dupont")
+                    .with_phone("work", "+32 2 555 01 42"),
+            )
+            .expect("add");
+        assert_eq!(
+            CallLog::contact_name(&store, "sip:+3225550142@lab;user=phone").as_deref(),
+            Some("Jean Dupont")
+        );
+        assert_eq!(CallLog::contact_name(&store, "sip:+3225550143@lab"), None);
     }
 
     #[test]
