@@ -235,6 +235,11 @@ fn epoch_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
+/// Now in the history's unit: epoch seconds.
+fn history_now() -> i64 {
+    i64::try_from(epoch_ms() / 1000).unwrap_or(i64::MAX)
+}
+
 /// The instant of the next whole second of the wall clock, so the clock ticks on time.
 fn next_second(now: Instant) -> Instant {
     let into_second = epoch_ms() % 1000;
@@ -374,7 +379,7 @@ impl Drive {
                     }
                 }
                 if let Some((store, log)) = &mut self.store {
-                    let now = i64::try_from(epoch_ms() / 1000).unwrap_or(i64::MAX);
+                    let now = history_now();
                     if let Err(error) = log.handle(store, &event, now) {
                         tracing::warn!(%error, "call history");
                         inputs.push(Input::CommandFailed(format!("Call history: {error}")));
@@ -581,7 +586,7 @@ pub async fn run<E: std::fmt::Display>(
             None
         }
         Some(Ok(mut store)) => {
-            let now = i64::try_from(epoch_ms() / 1000).unwrap_or(i64::MAX);
+            let now = history_now();
             match store.close_interrupted(now) {
                 Ok(0) => {}
                 Ok(n) => {

@@ -874,20 +874,29 @@ impl App {
             .map(|(_, since)| self.now_s().saturating_sub(*since))
     }
 
+    /// The agent's own queues (from the codes it knows) it is in (`joined`) or not. Without a
+    /// queue model for the agent yet, every queue is offered both ways.
+    fn own_queue_options(&self, joined: bool) -> Vec<String> {
+        let me = self.me();
+        self.config
+            .queue_codes
+            .iter()
+            .filter(|c| me.is_none_or(|a| a.membership(&c.queue).is_some() == joined))
+            .map(|c| c.queue.clone())
+            .collect()
+    }
+
+    /// The selected agent, when supervisor actions can reach the PBX.
+    fn actionable_agent(&self) -> Option<&Agent> {
+        self.selected_agent().filter(|_| self.config.ami_actions)
+    }
+
     /// Queues that can be joined now, by name.
     pub fn connect_options(&self) -> Vec<String> {
         match self.config.mode {
-            Mode::Agent => {
-                let me = self.me();
-                self.config
-                    .queue_codes
-                    .iter()
-                    .filter(|c| me.is_none_or(|a| a.membership(&c.queue).is_none()))
-                    .map(|c| c.queue.clone())
-                    .collect()
-            }
+            Mode::Agent => self.own_queue_options(false),
             Mode::Supervisor => {
-                let Some(agent) = self.selected_agent().filter(|_| self.config.ami_actions) else {
+                let Some(agent) = self.actionable_agent() else {
                     return Vec::new();
                 };
                 self.queues
@@ -902,17 +911,9 @@ impl App {
     /// Queues that can be left now, by name.
     pub fn disconnect_options(&self) -> Vec<String> {
         match self.config.mode {
-            Mode::Agent => {
-                let me = self.me();
-                self.config
-                    .queue_codes
-                    .iter()
-                    .filter(|c| me.is_none_or(|a| a.membership(&c.queue).is_some()))
-                    .map(|c| c.queue.clone())
-                    .collect()
-            }
+            Mode::Agent => self.own_queue_options(true),
             Mode::Supervisor => {
-                let Some(agent) = self.selected_agent().filter(|_| self.config.ami_actions) else {
+                let Some(agent) = self.actionable_agent() else {
                     return Vec::new();
                 };
                 agent
