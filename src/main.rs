@@ -668,6 +668,70 @@ fn run() -> anyhow::Result<i32> {
     }
 }
 
+/// A few of the lab's callers as contacts, and activities for the demo agent (101) whenever none
+/// are planned, so the tabs are alive on first run and after the agent cleared them.
+fn seed_demo_desk(mut store: ringside::store::Store) -> ringside::store::Store {
+    use ringside::store::{ActivityKind, CivilDate, NewActivity};
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0));
+    let today = CivilDate::from_epoch_seconds(now, i64::from(local_utc_offset_s()))
+        .unwrap_or(CivilDate::UNIX_EPOCH);
+    store = seed_demo_contacts(store);
+    let far = today.add_days(3650).unwrap_or(today);
+    if !store
+        .due_activities("101", far)
+        .unwrap_or_default()
+        .is_empty()
+    {
+        return store;
+    }
+    let contacts = store.contacts().unwrap_or_default();
+    let id_of = |name: &str| contacts.iter().find(|c| c.name == name).map(|c| c.id);
+    let plan = [
+        (
+            ActivityKind::Call,
+            "Follow up on the delivery complaint",
+            -1,
+            Some("Ana Lima"),
+        ),
+        (
+            ActivityKind::Call,
+            "Confirm the catering order",
+            0,
+            Some("Jean Dupont"),
+        ),
+        (
+            ActivityKind::Email,
+            "Send the updated quote",
+            0,
+            Some("Fatima El Amrani"),
+        ),
+        (
+            ActivityKind::Todo,
+            "Prepare the weekly queue report",
+            1,
+            None,
+        ),
+    ];
+    for (kind, summary, days, who) in plan {
+        let activity = NewActivity {
+            kind,
+            summary: summary.to_owned(),
+            due: today.add_days(days).unwrap_or(today),
+            note: String::new(),
+            linked_record: String::new(),
+            assignee: "101".to_owned(),
+            contact_id: who.and_then(id_of),
+        };
+        if let Err(error) = store.add_activity(&activity) {
+            tracing::warn!(%error, "demo activities");
+            break;
+        }
+    }
+    store
+}
+
 /// A few of the lab's callers as contacts, so the demo shows names on first run.
 fn seed_demo_contacts(mut store: ringside::store::Store) -> ringside::store::Store {
     use ringside::store::NewContact;
@@ -842,8 +906,7 @@ async fn run_demo_dashboard(
         )),
         queue_log: None,
         // The demo keeps its own history and contacts, apart from the user's.
-        store: open_store(data_dir.map(|d| d.join("demo")))
-            .map(|store| store.map(seed_demo_contacts)),
+        store: open_store(data_dir.map(|d| d.join("demo"))).map(|store| store.map(seed_demo_desk)),
     };
     let options = dashboard_options(app_config, ui, sources, vec!["support".to_owned()], false);
     let mut sink = std::io::sink();

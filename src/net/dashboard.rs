@@ -29,7 +29,7 @@ use crate::queue::ami::QueueAmiEvent;
 use crate::queue::ami_client::{AmiAction, AmiClientEvent, QueueMonitor};
 use crate::queue::report::ReportEvent;
 use crate::sip::ua::{self, CallId, UaEvent};
-use crate::store::{CallLog, Store, StoreError};
+use crate::store::{CallLog, Desk, DeskRequest, Store, StoreError};
 use crate::tui::app::{App, Command, Input, Mouse, MouseKind};
 use crate::tui::keymap::Key;
 use crate::tui::theme::Theme;
@@ -264,7 +264,7 @@ struct Drive {
     codes_dialled: VecDeque<CodeCall>,
     code_calls: HashMap<CallId, CodeCall>,
     monitor: QueueMonitor,
-    store: Option<(Store, CallLog)>,
+    store: Option<(Store, Desk)>,
     bell: bool,
     notify: bool,
     connect_on_register: Vec<String>,
@@ -300,8 +300,8 @@ impl Drive {
             Command::Record { call } => to_sip(self, DriverCommand::Record { call }),
             Command::Snapshot => to_sip(self, DriverCommand::Snapshot),
             Command::DialCode { queue, code } => {
-                if let Some((_, log)) = &mut self.store {
-                    log.ignore(code.clone());
+                if let Some((_, desk)) = &mut self.store {
+                    desk.log_mut().ignore(code.clone());
                 }
                 self.codes_dialled.push_back(CodeCall {
                     queue,
@@ -336,6 +336,9 @@ impl Drive {
                 self.ami_action(AmiAction::QueueRemove { queue, interface })
                     .await
             }
+            Command::Desk(request) => {
+                return self.desk_request(app, request);
+            }
             Command::Bell => {
                 *bell = self.bell;
                 None
@@ -346,6 +349,22 @@ impl Drive {
             Some(message) => app.update(Input::CommandFailed(message)),
             None => Vec::new(),
         }
+    }
+
+    /// A tab's request, carried out on the store at once (SQLite answers in well under a
+    /// frame); the answers go straight back into the app.
+    fn desk_request(&mut self, app: &mut App, request: DeskRequest) -> Vec<Command> {
+        let Some((store, desk)) = &mut self.store else {
+            return app.update(Input::CommandFailed(
+                "No local store: contacts, activities and history are off (see the log)".to_owned(),
+            ));
+        };
+        let updates = desk.handle(store, request, history_now());
+        let mut follow_up = Vec::new();
+        for update in updates {
+            follow_up.extend(app.update(Input::Desk(update)));
+        }
+        follow_up
     }
 
     async fn ami_action(&mut self, action: AmiAction) -> Option<String> {
@@ -378,11 +397,14 @@ impl Drive {
                         *name = Some(contact);
                     }
                 }
-                if let Some((store, log)) = &mut self.store {
+                if let Some((store, desk)) = &mut self.store {
                     let now = history_now();
-                    if let Err(error) = log.handle(store, &event, now) {
-                        tracing::warn!(%error, "call history");
-                        inputs.push(Input::CommandFailed(format!("Call history: {error}")));
+                    match desk.on_call_event(store, &event, now) {
+                        Ok(updates) => inputs.extend(updates.into_iter().map(Input::Desk)),
+                        Err(error) => {
+                            tracing::warn!(%error, "call history");
+                            inputs.push(Input::CommandFailed(format!("Call history: {error}")));
+                        }
                     }
                 }
                 match &event {
@@ -599,7 +621,10 @@ pub async fn run<E: std::fmt::Display>(
                 }
             }
             let local = app.config.account.clone();
-            Some((store, CallLog::new(local)))
+            let assignee = local.split('@').next().unwrap_or_default().to_owned();
+            let desk = Desk::new(&local, &assignee, i64::from(app.config.utc_offset_s));
+            app.desk.available = true;
+            Some((store, desk))
         }
         None => None,
     };
@@ -615,6 +640,9 @@ pub async fn run<E: std::fmt::Display>(
         notify: desktop_notifications,
         connect_on_register,
     };
+
+    let first = drive.desk_request(&mut app, DeskRequest::Refresh);
+    drive.carry_out(&mut app, first, &mut false).await;
 
     let mut summary = DashboardSummary::default();
     let mut last_draw: Option<Instant> = None;

@@ -6,7 +6,9 @@ use std::collections::HashMap;
 
 use crate::sip::ua::{CallId, EndedBy, UaEvent};
 
-use super::{CallDirection, CallFinish, CallOutcome, CallRowId, CallStart, Result, Store};
+use super::{
+    ActivityId, CallDirection, CallFinish, CallOutcome, CallRowId, CallStart, Result, Store,
+};
 
 /// One call being followed.
 #[derive(Debug, Clone)]
@@ -24,6 +26,8 @@ pub struct CallLog {
     local_number: String,
     open: HashMap<CallId, OpenCall>,
     ignored_targets: Vec<String>,
+    /// The next outgoing call to this number was placed from that activity.
+    activity_calls: Vec<(String, ActivityId)>,
 }
 
 /// `sip:+3225550100@host;x` → `+3225550100`.
@@ -65,11 +69,23 @@ impl CallLog {
         self.ignored_targets.push(target.into());
     }
 
+    /// The next outgoing call to `target` is placed from `activity`: its row links to it.
+    pub fn from_activity(&mut self, target: impl Into<String>, activity: ActivityId) {
+        self.activity_calls.push((target.into(), activity));
+    }
+
     /// Applies one event that happened at `now` (epoch seconds).
     pub fn handle(&mut self, store: &mut Store, event: &UaEvent, now: i64) -> Result<()> {
         match event {
             UaEvent::IncomingCall { call, from, .. } => {
-                self.start(store, *call, CallDirection::Inbound, number_of(from), now)?;
+                self.start(
+                    store,
+                    *call,
+                    CallDirection::Inbound,
+                    number_of(from),
+                    None,
+                    now,
+                )?;
             }
             UaEvent::Dialing { call, to } => {
                 let remote = number_of(to);
@@ -77,7 +93,12 @@ impl CallLog {
                     self.ignored_targets.remove(pos);
                     return Ok(());
                 }
-                self.start(store, *call, CallDirection::Outbound, remote, now)?;
+                let activity = self
+                    .activity_calls
+                    .iter()
+                    .position(|(target, _)| *target == remote)
+                    .map(|pos| self.activity_calls.remove(pos).1);
+                self.start(store, *call, CallDirection::Outbound, remote, activity, now)?;
             }
             UaEvent::Answered { call, .. } => {
                 if let Some(open) = self.open.get_mut(call) {
@@ -121,6 +142,7 @@ impl CallLog {
         call: CallId,
         direction: CallDirection,
         remote_number: String,
+        activity_id: Option<ActivityId>,
         now: i64,
     ) -> Result<()> {
         let row = store.start_call(&CallStart {
@@ -130,7 +152,7 @@ impl CallLog {
             contact_id: None,
             queue: None,
             started: now,
-            activity_id: None,
+            activity_id,
         })?;
         self.open.insert(
             call,

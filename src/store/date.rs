@@ -26,6 +26,13 @@ const UNIX_EPOCH_SHIFT: i64 = 719_468;
 const DAYS_PER_ERA: i64 = 146_097;
 
 impl CivilDate {
+    /// 1970-01-01, where a clock out of range falls back to.
+    pub const UNIX_EPOCH: CivilDate = CivilDate {
+        year: 1970,
+        month: 1,
+        day: 1,
+    };
+
     /// `None` unless the date exists (e.g. no February 30th) and the year is 1..=9999.
     pub fn new(year: u16, month: u8, day: u8) -> Option<Self> {
         let valid = (1..=9999).contains(&year)

@@ -14,6 +14,7 @@ mod call_log;
 mod contacts;
 mod csv;
 mod date;
+mod desk;
 mod history;
 mod import;
 mod phone;
@@ -33,6 +34,9 @@ pub use activities::{
 pub use call_log::CallLog;
 pub use contacts::{Contact, ContactId, NewContact, Phone};
 pub use date::{CivilDate, DateError};
+pub use desk::{
+    ActivityItem, Desk, DeskRequest, DeskUpdate, SearchFor, CONTACT_HITS, DIAL_HITS, RECENT_LIMIT,
+};
 pub use history::{CallDirection, CallFinish, CallOutcome, CallRecord, CallRowId, CallStart};
 pub use import::{export_csv, parse_contacts, ImportFormat, ImportReport, ParsedContacts};
 pub use phone::{is_e164, normalize_phone};

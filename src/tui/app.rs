@@ -19,6 +19,9 @@ use crate::queue::report::{ReportEvent, ReportKind};
 use crate::queue::stats::{QueueStats, StatsBuilder, StatsConfig};
 use crate::sip::ua::{self, CallDirection, CallId, CallInfo, CallState, EndedBy, UaEvent};
 
+use crate::store::{ActivityId, CivilDate, Contact, DeskRequest, DeskUpdate, SearchFor};
+
+use super::desk::{ActivityForm, Desk, FormOutcome, FormSave};
 use super::keymap::{Action, Facts, Key, KeyCode, Keymap};
 use super::number::{dial_target, normalize_number};
 
@@ -87,6 +90,8 @@ pub struct AppConfig {
     pub live_queue_feed: bool,
     /// Shown on the notice line while no notice is (the demo says what it is here).
     pub standing_hint: Option<String>,
+    /// A local store is behind the Recent, Next Activities and Contacts tabs.
+    pub store: bool,
 }
 
 impl Default for AppConfig {
@@ -105,6 +110,7 @@ impl Default for AppConfig {
             ami_actions: false,
             live_queue_feed: false,
             standing_hint: None,
+            store: false,
         }
     }
 }
@@ -158,6 +164,8 @@ pub enum Input {
     Report(ReportEvent),
     /// Voicemail messages waiting (MWI), when known.
     Voicemail(Option<u32>),
+    /// The store's answer for the tabs.
+    Desk(DeskUpdate),
     /// The wall clock, once a second or so: epoch milliseconds.
     Tick {
         epoch_ms: u64,
@@ -202,6 +210,8 @@ pub enum Command {
     },
     /// Ask the SIP driver for a snapshot (call timers, MOS).
     Snapshot,
+    /// Read or change the store behind the tabs.
+    Desk(DeskRequest),
     /// Ring the terminal bell.
     Bell,
     Quit,
@@ -277,6 +287,8 @@ pub struct CallRow {
     pub queue: Option<String>,
     pub started_ms: u64,
     pub answered_ms: Option<u64>,
+    /// The activity this call was placed from, and its summary (its end asks "mark done?").
+    pub activity: Option<(ActivityId, String)>,
 }
 
 impl CallRow {
@@ -299,6 +311,7 @@ impl CallRow {
             queue: None,
             started_ms: now_ms,
             answered_ms: None,
+            activity: None,
         }
     }
 
@@ -445,6 +458,8 @@ pub enum PromptPurpose {
     AttendedTransfer(CallId),
     Dtmf(CallId),
     Search,
+    /// The Contacts tab's search, as you type.
+    ContactSearch,
 }
 
 impl PromptPurpose {
@@ -456,6 +471,7 @@ impl PromptPurpose {
             PromptPurpose::AttendedTransfer(_) => "Consult (attended transfer)",
             PromptPurpose::Dtmf(_) => "Send DTMF digits",
             PromptPurpose::Search => "Search",
+            PromptPurpose::ContactSearch => "Search contacts",
         }
     }
 
@@ -468,11 +484,30 @@ impl PromptPurpose {
             PromptPurpose::Forward(_) => "A phone number, e.g. +16506913277",
             PromptPurpose::Dtmf(_) => "Digits 0-9, *, # and A-D",
             PromptPurpose::Search => "Text to find in queues, agents and events",
+            PromptPurpose::ContactSearch => "A name, company, email or part of a number",
         }
     }
 
     fn uses_history(self) -> bool {
-        !matches!(self, PromptPurpose::Dtmf(_) | PromptPurpose::Search)
+        !matches!(
+            self,
+            PromptPurpose::Dtmf(_) | PromptPurpose::Search | PromptPurpose::ContactSearch
+        )
+    }
+
+    /// Whether the input is a number to dial (national numbers read in the default region).
+    pub fn takes_numbers(self) -> bool {
+        self.completes_contacts() || matches!(self, PromptPurpose::Forward(_))
+    }
+
+    /// Whether contacts are suggested as you type (the number comes from the contact).
+    fn completes_contacts(self) -> bool {
+        matches!(
+            self,
+            PromptPurpose::Dial
+                | PromptPurpose::BlindTransfer(_)
+                | PromptPurpose::AttendedTransfer(_)
+        )
     }
 }
 
@@ -483,6 +518,10 @@ pub struct Prompt {
     /// Position in the dial history while browsing it with ↑/↓.
     pub history_pos: Option<usize>,
     pub error: Option<String>,
+    /// Contacts matching the input: (name, number), best first.
+    pub suggestions: Vec<(String, String)>,
+    /// The suggestion chosen with ↓, if any.
+    pub pick: Option<usize>,
 }
 
 /// What a list picker chooses.
@@ -504,9 +543,26 @@ pub struct Picker {
 pub enum Modal {
     Prompt(Prompt),
     Pick(Picker),
-    Help { scroll: usize },
-    Palette { input: String, selected: usize },
+    Help {
+        scroll: usize,
+    },
+    Palette {
+        input: String,
+        selected: usize,
+    },
     ConfirmQuit,
+    /// Edit an activity or schedule a new one.
+    Form(ActivityForm),
+    /// A contact's card with its planned activities.
+    Card {
+        contact: Contact,
+        activities: Vec<crate::store::Activity>,
+    },
+    /// A call placed from an activity ended: mark the activity done?
+    ConfirmDone {
+        activity: ActivityId,
+        summary: String,
+    },
 }
 
 /// The event stream: a bounded ring of report events with its filters and scroll state.
@@ -652,8 +708,12 @@ pub struct App {
     /// Most recent first.
     pub dial_history: Vec<String>,
     pub voicemail: Option<u32>,
+    /// The Recent, Next Activities and Contacts tabs.
+    pub desk: Desk,
     pub now_ms: u64,
     pub size: (u16, u16),
+    /// The next call to this target is placed from this activity.
+    pending_activity_call: Option<(String, ActivityId, String)>,
     dirty: bool,
     quitting: bool,
     pending_consultation: Option<CallId>,
@@ -675,6 +735,10 @@ fn agent_state_name(state: &AgentState) -> &'static str {
 impl App {
     pub fn new(config: AppConfig, keymap: Keymap) -> App {
         let events = EventLog::new(config.event_capacity);
+        let desk = Desk {
+            available: config.store,
+            ..Desk::default()
+        };
         App {
             config,
             keymap,
@@ -693,8 +757,10 @@ impl App {
             modal: None,
             dial_history: Vec::new(),
             voicemail: None,
+            desk,
             now_ms: 0,
             size: (80, 24),
+            pending_activity_call: None,
             dirty: true,
             quitting: false,
             pending_consultation: None,
@@ -751,12 +817,15 @@ impl App {
                 let before = self.my_memberships();
                 self.queues.apply(&event, self.now_s());
                 self.after_queue_change(before);
+                self.ask_caller_names(&mut out);
             }
             Input::QueueReset(state) => {
                 let before = self.my_memberships();
                 self.queues = state;
                 self.after_queue_change(before);
+                self.ask_caller_names(&mut out);
             }
+            Input::Desk(update) => self.on_desk(update),
             Input::Report(event) => {
                 self.events.push(event);
                 self.stats_stale = true;
@@ -790,6 +859,8 @@ impl App {
             redial: !self.dial_history.is_empty(),
             queues_focused: self.focus == Pane::Queues,
             events_focused: self.focus == Pane::Events,
+            tab: (self.focus == Pane::Tabs).then_some(self.tab),
+            tab_row: self.desk.len(self.tab) > 0,
         }
     }
 
@@ -1185,9 +1256,44 @@ impl App {
                     None => "Events: every queue".to_owned(),
                 });
             }
+            Action::Search if self.focus == Pane::Tabs && self.tab == Tab::Contacts => {
+                let current = self.desk.query.clone();
+                self.open_prompt(PromptPurpose::ContactSearch, current);
+            }
             Action::Search => {
                 let current = self.search.clone().unwrap_or_default();
                 self.open_prompt(PromptPurpose::Search, current);
+            }
+            Action::CallSelected => self.call_selected(out),
+            Action::MarkDone => {
+                if let Some(item) = self.desk.selected_activity() {
+                    out.push(Command::Desk(DeskRequest::MarkDone(item.activity.id)));
+                }
+            }
+            Action::CancelActivity => {
+                if let Some(item) = self.desk.selected_activity() {
+                    out.push(Command::Desk(DeskRequest::Cancel(item.activity.id)));
+                }
+            }
+            Action::EditActivity => {
+                if let Some(item) = self.desk.selected_activity() {
+                    self.modal = Some(Modal::Form(ActivityForm::edit(&item.activity)));
+                }
+            }
+            Action::Schedule => self.schedule_for_selected(),
+            Action::ContactCard => {
+                if let Some(contact) = self.desk.selected_contact() {
+                    out.push(Command::Desk(DeskRequest::Card(contact.id)));
+                }
+            }
+            Action::FilterMissed => {
+                let missed_only = !self.desk.missed_only;
+                self.info(if missed_only {
+                    "Recent: missed calls only"
+                } else {
+                    "Recent: every call"
+                });
+                out.push(Command::Desk(DeskRequest::Recent { missed_only }));
             }
             Action::CommandPalette => {
                 self.modal = Some(Modal::Palette {
@@ -1240,6 +1346,8 @@ impl App {
             input,
             history_pos: None,
             error: None,
+            suggestions: Vec::new(),
+            pick: None,
         }));
     }
 
@@ -1393,6 +1501,52 @@ impl App {
                 }
                 self.modal = Some(Modal::Palette { input, selected });
             }
+            Modal::Form(form) => match form.key(key, self.today()) {
+                FormOutcome::Editing(form) => self.modal = Some(Modal::Form(form)),
+                FormOutcome::Cancelled => {}
+                FormOutcome::Save(FormSave::Edit { id, edit }) => {
+                    out.push(Command::Desk(DeskRequest::Edit { id, edit }));
+                }
+                FormOutcome::Save(FormSave::New(activity)) => {
+                    out.push(Command::Desk(DeskRequest::Schedule(activity)));
+                }
+            },
+            Modal::Card {
+                contact,
+                activities,
+            } => match key.code {
+                KeyCode::Enter | KeyCode::Char('c') => {
+                    if let Some(number) = contact.primary_number().map(str::to_owned) {
+                        self.dial_contact(&contact.name, &number, None, out);
+                    } else {
+                        self.alert(format!("{} has no phone number", contact.name));
+                    }
+                }
+                KeyCode::Char('s') => {
+                    let today = self.today();
+                    self.modal = Some(Modal::Form(ActivityForm::schedule(
+                        Some(contact.id),
+                        &contact.name,
+                        today,
+                    )));
+                }
+                KeyCode::Esc | KeyCode::Char('q') => {}
+                _ => {
+                    self.modal = Some(Modal::Card {
+                        contact,
+                        activities,
+                    })
+                }
+            },
+            Modal::ConfirmDone { activity, summary } => match key.code {
+                KeyCode::Char('y' | 'Y') | KeyCode::Enter => {
+                    out.push(Command::Desk(DeskRequest::MarkDone(activity)));
+                }
+                KeyCode::Char('n' | 'N') | KeyCode::Esc => {
+                    self.info(format!("Still planned: {summary}"));
+                }
+                _ => self.modal = Some(Modal::ConfirmDone { activity, summary }),
+            },
             Modal::ConfirmQuit => match key.code {
                 KeyCode::Char('y' | 'Y') | KeyCode::Enter => {
                     self.quitting = true;
@@ -1405,11 +1559,38 @@ impl App {
     }
 
     fn prompt_key(&mut self, mut prompt: Prompt, key: Key, out: &mut Vec<Command>) {
+        let before = prompt.input.clone();
         match key.code {
             KeyCode::Esc => {
-                if prompt.purpose == PromptPurpose::Search {
-                    self.search = None;
+                match prompt.purpose {
+                    PromptPurpose::Search => self.search = None,
+                    PromptPurpose::ContactSearch if !self.desk.query.is_empty() => {
+                        self.desk.query.clear();
+                        out.push(Command::Desk(DeskRequest::SearchContacts {
+                            query: String::new(),
+                            purpose: SearchFor::Tab,
+                        }));
+                    }
+                    _ => {}
                 }
+                return;
+            }
+            // ↓ from the text goes into the contact suggestions, ↑ back out of them.
+            KeyCode::Down if !prompt.suggestions.is_empty() && prompt.history_pos.is_none() => {
+                let last = prompt.suggestions.len() - 1;
+                prompt.pick = Some(prompt.pick.map_or(0, |i| (i + 1).min(last)));
+            }
+            KeyCode::Up if prompt.pick.is_some() => {
+                prompt.pick = prompt.pick.and_then(|i| i.checked_sub(1));
+            }
+            KeyCode::Tab if !prompt.suggestions.is_empty() => {
+                let chosen = prompt.pick.unwrap_or(0);
+                if let Some((_, number)) = prompt.suggestions.get(chosen) {
+                    prompt.input = number.clone();
+                }
+                prompt.suggestions.clear();
+                prompt.pick = None;
+                self.modal = Some(Modal::Prompt(prompt));
                 return;
             }
             KeyCode::Enter => {
@@ -1462,7 +1643,43 @@ impl App {
             let text = prompt.input.trim().to_ascii_lowercase();
             self.search = (!text.is_empty()).then_some(text);
         }
+        if prompt.input != before {
+            self.prompt_text_changed(&mut prompt, out);
+        }
         self.modal = Some(Modal::Prompt(prompt));
+    }
+
+    /// Search as you type: the Contacts tab's list, or contacts to complete a number with.
+    fn prompt_text_changed(&mut self, prompt: &mut Prompt, out: &mut Vec<Command>) {
+        if !self.desk.available {
+            return;
+        }
+        let query = prompt.input.trim().to_owned();
+        if prompt.purpose == PromptPurpose::ContactSearch {
+            self.desk.query = query.clone();
+            out.push(Command::Desk(DeskRequest::SearchContacts {
+                query,
+                purpose: SearchFor::Tab,
+            }));
+            return;
+        }
+        if !prompt.purpose.completes_contacts() {
+            return;
+        }
+        prompt.pick = None;
+        let digits = query.chars().filter(char::is_ascii_digit).count();
+        let worth_it = !query.starts_with("sip") && !query.starts_with('*') && {
+            let has_letter = query.chars().any(char::is_alphabetic);
+            has_letter || digits >= 3
+        };
+        if worth_it {
+            out.push(Command::Desk(DeskRequest::SearchContacts {
+                query,
+                purpose: SearchFor::Dial,
+            }));
+        } else {
+            prompt.suggestions.clear();
+        }
     }
 
     /// Acts on a prompt's text; false keeps the prompt open (with its error).
@@ -1470,9 +1687,13 @@ impl App {
         let region = self.config.default_region.clone();
         let region = region.as_deref();
         let max = self.config.max_extension_digits;
-        let input = prompt.input.trim().to_owned();
+        let picked = prompt
+            .pick
+            .and_then(|i| prompt.suggestions.get(i))
+            .map(|(_, number)| number.clone());
+        let input = picked.unwrap_or_else(|| prompt.input.trim().to_owned());
         let result = match prompt.purpose {
-            PromptPurpose::Search => return true,
+            PromptPurpose::Search | PromptPurpose::ContactSearch => return true,
             PromptPurpose::Dial => dial_target(&input, region, max).map(|target| {
                 self.info(format!("Dialling {target}…"));
                 self.remember(&target);
@@ -1524,6 +1745,177 @@ impl App {
         }
     }
 
+    // -- the tabs -----------------------------------------------------------------------------
+
+    /// The local date now (the store's "today" until the first tick).
+    pub fn today(&self) -> CivilDate {
+        let now = i64::try_from(self.now_s()).unwrap_or(0);
+        match CivilDate::from_epoch_seconds(now, i64::from(self.config.utc_offset_s)) {
+            Some(today) if now > 0 => today,
+            _ => self.desk.today.unwrap_or(CivilDate::UNIX_EPOCH),
+        }
+    }
+
+    fn on_desk(&mut self, update: DeskUpdate) {
+        self.desk.apply(&update);
+        match update {
+            DeskUpdate::Contacts {
+                query,
+                purpose: SearchFor::Dial,
+                hits,
+            } => {
+                if let Some(Modal::Prompt(prompt)) = &mut self.modal {
+                    if prompt.purpose.completes_contacts() && prompt.input.trim() == query {
+                        prompt.suggestions = hits
+                            .iter()
+                            .filter_map(|c| {
+                                c.primary_number().map(|n| (c.name.clone(), n.to_owned()))
+                            })
+                            .collect();
+                        prompt.pick = None;
+                    }
+                }
+            }
+            DeskUpdate::Card {
+                contact,
+                activities,
+            } => {
+                if self.modal.is_none() {
+                    self.modal = Some(Modal::Card {
+                        contact,
+                        activities,
+                    });
+                }
+            }
+            DeskUpdate::Done(text) => self.info(text),
+            DeskUpdate::Failed(text) => self.alert(text),
+            DeskUpdate::Recent { .. }
+            | DeskUpdate::Activities { .. }
+            | DeskUpdate::Contacts { .. }
+            | DeskUpdate::Names(_) => {}
+        }
+    }
+
+    /// Asks the store for the names of waiting callers the PBX gave only a number for.
+    fn ask_caller_names(&mut self, out: &mut Vec<Command>) {
+        if !self.desk.available {
+            return;
+        }
+        let numbers: Vec<String> = self
+            .queues
+            .queues()
+            .flat_map(|q| q.callers.iter())
+            .filter(|c| c.caller_id_name.is_empty())
+            .map(|c| c.caller_id_num.clone())
+            .collect();
+        let ask = self
+            .desk
+            .unknown_numbers(numbers.iter().map(String::as_str));
+        if !ask.is_empty() {
+            out.push(Command::Desk(DeskRequest::LookupNames(ask)));
+        }
+    }
+
+    /// Enter on a tab row: call the caller back, the activity's contact, or the contact.
+    fn call_selected(&mut self, out: &mut Vec<Command>) {
+        let (name, number, activity) = match self.tab {
+            Tab::Recent => match self.desk.selected_call() {
+                Some(call) => (
+                    super::desk::call_party(call).to_owned(),
+                    Some(call.remote_number.clone()),
+                    None,
+                ),
+                None => return,
+            },
+            Tab::NextActivities => match self.desk.selected_activity() {
+                Some(item) => (
+                    item.contact
+                        .as_ref()
+                        .map_or_else(|| item.activity.summary.clone(), |c| c.name.clone()),
+                    item.number().map(str::to_owned),
+                    Some((item.activity.id, item.activity.summary.clone())),
+                ),
+                None => return,
+            },
+            Tab::Contacts => match self.desk.selected_contact() {
+                Some(contact) => (
+                    contact.name.clone(),
+                    contact.primary_number().map(str::to_owned),
+                    None,
+                ),
+                None => return,
+            },
+        };
+        match number {
+            Some(number) => self.dial_contact(&name, &number, activity, out),
+            None => self.alert(format!(
+                "{name} has no phone number: add one to the contact (ringside contacts import)"
+            )),
+        }
+    }
+
+    fn dial_contact(
+        &mut self,
+        name: &str,
+        number: &str,
+        activity: Option<(ActivityId, String)>,
+        out: &mut Vec<Command>,
+    ) {
+        if self.config.mode != Mode::Agent {
+            self.alert("Calling needs a SIP account (not in supervisor mode)");
+            return;
+        }
+        let region = self.config.default_region.clone();
+        let target = match dial_target(number, region.as_deref(), self.config.max_extension_digits)
+        {
+            Ok(target) => target,
+            Err(message) => {
+                self.alert(format!("Cannot call {name}: {message}"));
+                return;
+            }
+        };
+        self.info(if name == target {
+            format!("Dialling {target}…")
+        } else {
+            format!("Dialling {name} ({target})…")
+        });
+        self.remember(&target);
+        if let Some((id, summary)) = activity {
+            out.push(Command::Desk(DeskRequest::CallFromActivity {
+                target: target.clone(),
+                activity: id,
+            }));
+            self.pending_activity_call = Some((target.clone(), id, summary));
+        }
+        out.push(Command::Sip(ua::Command::Dial { target }));
+    }
+
+    /// `s`: the schedule form for the selected row's contact.
+    fn schedule_for_selected(&mut self) {
+        let (contact, who) = match self.tab {
+            Tab::Recent => match self.desk.selected_call() {
+                Some(call) => (call.contact_id, super::desk::call_party(call).to_owned()),
+                None => return,
+            },
+            Tab::NextActivities => match self.desk.selected_activity() {
+                Some(item) => (
+                    item.activity.contact_id,
+                    item.contact
+                        .as_ref()
+                        .map(|c| c.name.clone())
+                        .unwrap_or_default(),
+                ),
+                None => return,
+            },
+            Tab::Contacts => match self.desk.selected_contact() {
+                Some(c) => (Some(c.id), c.name.clone()),
+                None => return,
+            },
+        };
+        let today = self.today();
+        self.modal = Some(Modal::Form(ActivityForm::schedule(contact, &who, today)));
+    }
+
     fn remember(&mut self, target: &str) {
         self.dial_history.retain(|h| h != target);
         self.dial_history.insert(0, target.to_owned());
@@ -1547,7 +1939,7 @@ impl App {
                 let len = self.visible_agents().count();
                 self.selection.agents = step(self.selection.agents, len);
             }
-            Pane::Tabs => {}
+            Pane::Tabs => self.desk.move_selection(self.tab, delta),
             Pane::Events => {
                 // Up goes back in time: freeze so new events do not move the rows away.
                 let back = self.events.scroll as i64 - delta;
@@ -1591,7 +1983,8 @@ impl App {
                             let len = self.visible_agents().count();
                             self.selection.agents = row.min(len.saturating_sub(1));
                         }
-                        Pane::Tabs | Pane::Events => {}
+                        Pane::Tabs => self.desk.select(self.tab, row),
+                        Pane::Events => {}
                     }
                 }
             }
@@ -1652,6 +2045,13 @@ impl App {
                 let mut row =
                     CallRow::new(call, CallDirection::Outgoing, CallState::Dialing, &to, now);
                 row.consultation_of = self.pending_consultation.take();
+                if let Some((target, id, summary)) = self.pending_activity_call.take() {
+                    if user_part(&to) == target || to == target {
+                        row.activity = Some((id, summary));
+                    } else {
+                        self.pending_activity_call = Some((target, id, summary));
+                    }
+                }
                 self.calls.push(row);
                 self.calls.sort_by_key(|c| c.id);
                 self.select_call(call);
@@ -1702,6 +2102,11 @@ impl App {
                     self.alert(text);
                 } else {
                     self.info(text);
+                }
+                if let Some((activity, summary)) = row.activity {
+                    if self.modal.is_none() {
+                        self.modal = Some(Modal::ConfirmDone { activity, summary });
+                    }
                 }
             }
             UaEvent::Held { call } => {
@@ -1912,6 +2317,12 @@ impl App {
             }
             if self.config.mode == Mode::Agent && !self.calls.is_empty() {
                 out.push(Command::Snapshot);
+            }
+            // Past midnight, tomorrow's activities are today's.
+            let today = self.today();
+            if self.desk.available && self.desk.today.is_some_and(|d| d != today) {
+                self.desk.today = Some(today);
+                out.push(Command::Desk(DeskRequest::Refresh));
             }
         }
         changed
@@ -2751,5 +3162,285 @@ pub(crate) mod tests {
         assert_eq!(clock_time(t, 0), "11:13:11");
         assert_eq!(clock_time(t, 3_600), "12:13:11");
         assert_eq!(clock_time(0, -3_600), "23:00:00");
+    }
+
+    // -- the tabs -----------------------------------------------------------------------------
+
+    fn desk_app() -> App {
+        let mut app = app();
+        crate::tui::sample::fill_desk(&mut app);
+        app.focus = Pane::Tabs;
+        app
+    }
+
+    fn desk_requests(commands: &[Command]) -> Vec<DeskRequest> {
+        commands
+            .iter()
+            .filter_map(|c| match c {
+                Command::Desk(r) => Some(r.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn enter_calls_back_from_recent_and_m_filters_missed_calls() {
+        let mut app = desk_app();
+        app.tab = Tab::Recent;
+        app.update(code(KeyCode::Down));
+        let out = app.update(code(KeyCode::Enter));
+        assert_eq!(
+            sip(&out),
+            [ua::Command::Dial {
+                target: "+3225550199".into()
+            }]
+        );
+        assert_eq!(
+            app.dial_history.first().map(String::as_str),
+            Some("+3225550199")
+        );
+        let out = app.update(key('M'));
+        assert_eq!(
+            desk_requests(&out),
+            [DeskRequest::Recent { missed_only: true }]
+        );
+        // M means mute elsewhere only during a call; in the Queues pane it does nothing.
+        app.focus = Pane::Queues;
+        assert!(desk_requests(&app.update(key('M'))).is_empty());
+    }
+
+    #[test]
+    fn a_call_from_an_activity_links_it_and_asks_to_mark_it_done_at_the_end() {
+        let mut app = desk_app();
+        app.tab = Tab::NextActivities;
+        app.update(code(KeyCode::Down));
+        let out = app.update(code(KeyCode::Enter));
+        let activity = app.desk.activities[1].activity.id;
+        assert_eq!(
+            desk_requests(&out),
+            [DeskRequest::CallFromActivity {
+                target: "+3225550137".into(),
+                activity
+            }]
+        );
+        assert_eq!(
+            sip(&out),
+            [ua::Command::Dial {
+                target: "+3225550137".into()
+            }]
+        );
+        app.update(Input::Ua(UaEvent::Dialing {
+            call: CallId(5),
+            to: "sip:+3225550137@lab".into(),
+        }));
+        answered(&mut app, 5);
+        app.update(Input::Ua(UaEvent::CallEnded {
+            call: CallId(5),
+            code: None,
+            reason: String::new(),
+            by: EndedBy::Remote,
+        }));
+        assert!(matches!(
+            &app.modal,
+            Some(Modal::ConfirmDone { activity: a, summary }) if *a == activity && summary == "Call back about the invoice"
+        ));
+        let out = app.update(key('y'));
+        assert_eq!(desk_requests(&out), [DeskRequest::MarkDone(activity)]);
+        assert!(app.modal.is_none());
+        // An ordinary call's end asks nothing.
+        app.update(Input::Ua(UaEvent::Dialing {
+            call: CallId(6),
+            to: "sip:+3225550137@lab".into(),
+        }));
+        app.update(Input::Ua(UaEvent::CallEnded {
+            call: CallId(6),
+            code: Some(486),
+            reason: "Busy Here".into(),
+            by: EndedBy::Remote,
+        }));
+        assert!(app.modal.is_none());
+    }
+
+    #[test]
+    fn activity_keys_done_cancel_edit_and_schedule() {
+        let mut app = desk_app();
+        app.tab = Tab::NextActivities;
+        let first = app.desk.activities[0].activity.id;
+        assert_eq!(
+            desk_requests(&app.update(key('D'))),
+            [DeskRequest::MarkDone(first)]
+        );
+        assert_eq!(
+            desk_requests(&app.update(code(KeyCode::Delete))),
+            [DeskRequest::Cancel(first)]
+        );
+        // e: the inline form; typing changes the summary, Enter saves it.
+        app.update(key('e'));
+        assert!(matches!(app.modal, Some(Modal::Form(_))));
+        type_text(&mut app, " (sent)");
+        let out = app.update(code(KeyCode::Enter));
+        match desk_requests(&out).as_slice() {
+            [DeskRequest::Edit { id, edit }] => {
+                assert_eq!(*id, first);
+                assert_eq!(edit.summary, "Follow up on the quote (sent)");
+                assert_eq!(edit.due.to_string(), "2026-11-19");
+            }
+            other => panic!("{other:?}"),
+        }
+        // s on an activity without a contact still schedules (no contact linked).
+        app.update(code(KeyCode::End));
+        app.update(key('s'));
+        let out = app.update(code(KeyCode::Enter));
+        match desk_requests(&out).as_slice() {
+            [DeskRequest::Schedule(new)] => {
+                assert_eq!(new.contact_id, None);
+                assert_eq!(new.due.to_string(), "2026-11-22");
+            }
+            other => panic!("{other:?}"),
+        }
+        // The store's answers reach the notice line.
+        app.update(Input::Desk(DeskUpdate::Failed(
+            "activity 1 is already done".into(),
+        )));
+        assert_eq!(
+            app.notice.as_ref().map(|n| (n.text.as_str(), n.level)),
+            Some(("activity 1 is already done", NoticeLevel::Alert))
+        );
+    }
+
+    #[test]
+    fn contacts_search_as_you_type_and_esc_lists_everyone_again() {
+        let mut app = desk_app();
+        app.tab = Tab::Contacts;
+        app.update(key('/'));
+        let out = type_text(&mut app, "an");
+        assert_eq!(
+            desk_requests(&out),
+            [
+                DeskRequest::SearchContacts {
+                    query: "a".into(),
+                    purpose: SearchFor::Tab
+                },
+                DeskRequest::SearchContacts {
+                    query: "an".into(),
+                    purpose: SearchFor::Tab
+                },
+            ]
+        );
+        assert_eq!(app.desk.query, "an");
+        // The queues/events search is untouched.
+        assert_eq!(app.search, None);
+        let out = app.update(code(KeyCode::Esc));
+        assert_eq!(
+            desk_requests(&out),
+            [DeskRequest::SearchContacts {
+                query: String::new(),
+                purpose: SearchFor::Tab
+            }]
+        );
+        // i asks for the card; the answer opens it; Enter on it dials.
+        app.update(code(KeyCode::Down));
+        let out = app.update(key('i'));
+        let chen = app.desk.contacts[1].clone();
+        assert_eq!(desk_requests(&out), [DeskRequest::Card(chen.id)]);
+        app.update(Input::Desk(DeskUpdate::Card {
+            contact: chen,
+            activities: Vec::new(),
+        }));
+        let out = app.update(code(KeyCode::Enter));
+        assert_eq!(
+            sip(&out),
+            [ua::Command::Dial {
+                target: "+3225550142".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn the_dial_prompt_completes_from_contacts() {
+        let mut app = desk_app();
+        app.focus = Pane::Calls;
+        app.update(key('d'));
+        // Short digit strings and SIP URIs do not search; letters do.
+        assert!(desk_requests(&type_text(&mut app, "04")).is_empty());
+        app.update(Input::Key(Key::ctrl('u')));
+        let out = type_text(&mut app, "ch");
+        assert_eq!(
+            desk_requests(&out).last(),
+            Some(&DeskRequest::SearchContacts {
+                query: "ch".into(),
+                purpose: SearchFor::Dial
+            })
+        );
+        let chen = app.desk.contacts[1].clone();
+        // An answer for an older text is dropped.
+        app.update(Input::Desk(DeskUpdate::Contacts {
+            query: "c".into(),
+            purpose: SearchFor::Dial,
+            hits: vec![chen.clone()],
+        }));
+        assert!(matches!(&app.modal, Some(Modal::Prompt(p)) if p.suggestions.is_empty()));
+        app.update(Input::Desk(DeskUpdate::Contacts {
+            query: "ch".into(),
+            purpose: SearchFor::Dial,
+            hits: vec![chen],
+        }));
+        assert!(
+            matches!(&app.modal, Some(Modal::Prompt(p)) if p.suggestions == [("Chen Wei".to_owned(), "+3225550142".to_owned())])
+        );
+        app.update(code(KeyCode::Down));
+        let out = app.update(code(KeyCode::Enter));
+        assert_eq!(
+            sip(&out),
+            [ua::Command::Dial {
+                target: "+3225550142".into()
+            }]
+        );
+        // Tab completes the text with the number instead.
+        app.update(key('d'));
+        type_text(&mut app, "ch");
+        let chen = app.desk.contacts[1].clone();
+        app.update(Input::Desk(DeskUpdate::Contacts {
+            query: "ch".into(),
+            purpose: SearchFor::Dial,
+            hits: vec![chen],
+        }));
+        app.update(code(KeyCode::Tab));
+        assert!(matches!(&app.modal, Some(Modal::Prompt(p)) if p.input == "+3225550142"));
+    }
+
+    #[test]
+    fn waiting_callers_are_looked_up_once_and_named() {
+        let mut app = desk_app();
+        app.update(Input::Queue(params("support")));
+        let out = app.update(Input::Queue(caller_joins(
+            "support",
+            "u1",
+            "+3225550137",
+            "",
+        )));
+        assert_eq!(
+            desk_requests(&out),
+            [DeskRequest::LookupNames(vec!["+3225550137".into()])]
+        );
+        let out = app.update(Input::Queue(caller_joins(
+            "support",
+            "u2",
+            "+3225550142",
+            "PBX Name",
+        )));
+        assert!(desk_requests(&out).is_empty(), "a PBX name needs no lookup");
+        app.update(Input::Desk(DeskUpdate::Names(vec![(
+            "+3225550137".into(),
+            Some("Martin Dupont".into()),
+        )])));
+        assert_eq!(app.desk.name_of("+3225550137"), Some("Martin Dupont"));
+        // Another queue event does not ask again.
+        let out = app.update(Input::Queue(params("support")));
+        assert!(desk_requests(&out).is_empty());
+        // Past midnight the tabs are read again.
+        let midnight = (T0_MS / 86_400_000 + 1) * 86_400_000;
+        let out = app.update(Input::Tick { epoch_ms: midnight });
+        assert_eq!(desk_requests(&out), [DeskRequest::Refresh]);
     }
 }

@@ -22,7 +22,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use super::app::{App, Modal, PromptPurpose};
+use super::app::{App, Modal, PromptPurpose, Tab};
 use super::toml_tree::{self, Node};
 use crate::toml_check::{nearest, printable, show_value};
 
@@ -261,6 +261,10 @@ pub struct Facts {
     pub redial: bool,
     pub queues_focused: bool,
     pub events_focused: bool,
+    /// The tabs pane has the focus; which tab shows.
+    pub tab: Option<Tab>,
+    /// The shown tab's list has a selected row.
+    pub tab_row: bool,
 }
 
 /// When an action applies.
@@ -280,6 +284,14 @@ pub enum Condition {
     HasRedial,
     QueuesFocused,
     EventsFocused,
+    /// The tabs pane has the focus and its list a selected row.
+    TabRow,
+    /// The Recent tab has the focus.
+    RecentTab,
+    /// The Next Activities tab has the focus and an activity is selected.
+    ActivityRow,
+    /// The Contacts tab has the focus and a contact is selected.
+    ContactRow,
 }
 
 impl Condition {
@@ -298,19 +310,32 @@ impl Condition {
             Condition::HasRedial => facts.sip && facts.redial,
             Condition::QueuesFocused => facts.queues_focused,
             Condition::EventsFocused => facts.events_focused,
+            Condition::TabRow => facts.tab.is_some() && facts.tab_row,
+            Condition::RecentTab => facts.tab == Some(Tab::Recent),
+            Condition::ActivityRow => facts.tab == Some(Tab::NextActivities) && facts.tab_row,
+            Condition::ContactRow => facts.tab == Some(Tab::Contacts) && facts.tab_row,
         }
     }
 
     /// Whether the two can never hold at once (so one key may serve both).
     pub fn excludes(self, other: Condition) -> bool {
         use Condition::*;
+        // Each pane's (and tab's) keys hold only while it has the focus.
+        let place = |c: Condition| match c {
+            QueuesFocused => Some(0),
+            EventsFocused => Some(1),
+            RecentTab => Some(2),
+            ActivityRow => Some(3),
+            ContactRow => Some(4),
+            _ => None,
+        };
+        let tabs = |c: Condition| matches!(c, TabRow | RecentTab | ActivityRow | ContactRow);
         matches!(
             (self, other),
-            (CanConsult, Consulting)
-                | (Consulting, CanConsult)
-                | (QueuesFocused, EventsFocused)
-                | (EventsFocused, QueuesFocused)
-        )
+            (CanConsult, Consulting) | (Consulting, CanConsult)
+        ) || matches!((place(self), place(other)), (Some(a), Some(b)) if a != b)
+            || (tabs(self) && matches!(other, QueuesFocused | EventsFocused))
+            || (tabs(other) && matches!(self, QueuesFocused | EventsFocused))
     }
 
     /// Why an action is not available, for the notice line.
@@ -329,6 +354,10 @@ impl Condition {
             Condition::HasRedial => "nothing dialled yet",
             Condition::QueuesFocused => "works in the Queues pane",
             Condition::EventsFocused => "works in the Events pane",
+            Condition::TabRow => "works on a row of the Recent, Next Activities or Contacts tab",
+            Condition::RecentTab => "works in the Recent tab",
+            Condition::ActivityRow => "works on an activity of the Next Activities tab",
+            Condition::ContactRow => "works on a contact of the Contacts tab",
         }
     }
 }
@@ -339,15 +368,17 @@ pub enum Group {
     Calls,
     Queues,
     Events,
+    Desk,
     Moving,
     General,
 }
 
 impl Group {
-    pub const ALL: [Group; 5] = [
+    pub const ALL: [Group; 6] = [
         Group::Calls,
         Group::Queues,
         Group::Events,
+        Group::Desk,
         Group::Moving,
         Group::General,
     ];
@@ -357,6 +388,7 @@ impl Group {
             Group::Calls => "Calls",
             Group::Queues => "Queues",
             Group::Events => "Event stream",
+            Group::Desk => "Recent, Next Activities, Contacts",
             Group::Moving => "Moving around",
             Group::General => "General",
         }
@@ -445,7 +477,14 @@ actions! {
     StreamPause = "stream_pause", "freeze", EventsFocused, Events, true, [k(' ')], "Stop or restart the event stream's scrolling";
     FilterKind = "filter_kind", "kind", EventsFocused, Events, true, [k('e')], "Show one event kind at a time (cycles; all at the end)";
     FilterQueue = "filter_queue", "queue", EventsFocused, Events, true, [k('Q')], "Show one queue's events at a time (cycles; all at the end)";
-    Search = "search", "search", Always, General, true, [k('/')], "Filter queues, agents and events by text";
+    CallSelected = "call_selected", "call", TabRow, Desk, true, [code(KeyCode::Enter)], "Call the selected row back: the caller, the activity's contact, the contact";
+    MarkDone = "activity_done", "done", ActivityRow, Desk, true, [k('D')], "Mark the selected activity done";
+    EditActivity = "activity_edit", "edit", ActivityRow, Desk, true, [k('e')], "Edit the selected activity (summary, due date, note)";
+    CancelActivity = "activity_cancel", "cancel", ActivityRow, Desk, true, [code(KeyCode::Delete)], "Cancel the selected activity";
+    Schedule = "schedule", "schedule", TabRow, Desk, true, [k('s')], "Schedule an activity for the selected row's contact (a call tomorrow unless changed)";
+    ContactCard = "contact_card", "card", ContactRow, Desk, true, [k('i')], "Show the selected contact's card";
+    FilterMissed = "filter_missed", "missed", RecentTab, Desk, true, [k('M')], "Show only missed calls, or every call again";
+    Search = "search", "search", Always, General, true, [k('/')], "Filter queues, agents and events by text (in Contacts: search contacts as you type)";
     CommandPalette = "command_palette", "commands", Always, General, false, [k(':')], "Run any action by name";
     Help = "help", "help", Always, General, true, [k('?'), code(KeyCode::F(1))], "Show every key";
     NextPane = "next_pane", "pane", Always, Moving, true, [code(KeyCode::Tab)], "Move to the next pane";
@@ -781,9 +820,19 @@ pub fn bar(app: &App) -> Vec<(String, &'static str)> {
                 PromptPurpose::AttendedTransfer(_) => "call",
                 PromptPurpose::Dtmf(_) => "send",
                 PromptPurpose::Search => "keep filter",
+                PromptPurpose::ContactSearch => "keep",
             };
             match prompt.purpose {
-                PromptPurpose::Search => fixed(&[("Enter", enter), ("Esc", "clear")]),
+                PromptPurpose::Search | PromptPurpose::ContactSearch => {
+                    fixed(&[("Enter", enter), ("Esc", "clear")])
+                }
+                PromptPurpose::Dial if !prompt.suggestions.is_empty() => fixed(&[
+                    ("Enter", enter),
+                    ("↓", "contacts"),
+                    ("Tab", "complete"),
+                    ("Esc", "cancel"),
+                    ("^U", "clear"),
+                ]),
                 PromptPurpose::Dtmf(_) => fixed(&[("Enter", enter), ("Esc", "cancel")]),
                 _ => fixed(&[
                     ("Enter", enter),
@@ -808,6 +857,16 @@ pub fn bar(app: &App) -> Vec<(String, &'static str)> {
             ("Esc", "close"),
         ]),
         Some(Modal::ConfirmQuit) => fixed(&[("y", "quit and hang up"), ("n", "stay")]),
+        Some(Modal::Form(_)) => fixed(&[
+            ("Tab", "next field"),
+            ("←→", "type"),
+            ("Enter", "save"),
+            ("Esc", "cancel"),
+        ]),
+        Some(Modal::Card { .. }) => {
+            fixed(&[("Enter", "call"), ("s", "schedule"), ("Esc", "close")])
+        }
+        Some(Modal::ConfirmDone { .. }) => fixed(&[("y", "mark done"), ("n", "keep it planned")]),
     }
 }
 

@@ -5,6 +5,7 @@
 //! commands out, and calls `view::draw` when `App::take_dirty` says so.
 
 pub mod app;
+pub mod desk;
 pub mod keymap;
 pub mod number;
 #[doc(hidden)]

@@ -121,3 +121,144 @@ pub fn fill_busy(app: &mut App, events: usize) {
     });
     app.notice = None;
 }
+
+/// An agent's desk on the sample's day: recent calls, activities (one overdue) and contacts,
+/// as the store would answer [`crate::store::DeskRequest::Refresh`].
+pub fn desk_updates() -> Vec<crate::store::DeskUpdate> {
+    use crate::store::{
+        Activity, ActivityId, ActivityItem, ActivityKind, ActivityState, CallDirection,
+        CallOutcome, CallRecord, CallRowId, CivilDate, Contact, ContactId, DeskUpdate, Phone,
+        SearchFor,
+    };
+    let t0 = i64::try_from(T0_MS / 1000).unwrap_or(0);
+    let contact = |id: i64, name: &str, company: &str, number: &str, email: &str| Contact {
+        id: ContactId(id),
+        name: name.to_owned(),
+        company: company.to_owned(),
+        phones: vec![Phone::new("work", number)],
+        email: email.to_owned(),
+        notes: String::new(),
+    };
+    let martin = contact(
+        1,
+        "Martin Dupont",
+        "Acme",
+        "+3225550137",
+        "martin@acme.example",
+    );
+    let ana = contact(2, "Ana Silva", "Lisbon Tiles", "+351912345678", "");
+    let mut chen = contact(3, "Chen Wei", "", "+3225550142", "chen@example.org");
+    chen.notes = "Prefers calls after 14:00.\nAsked about the yearly plan.".to_owned();
+    let ines = contact(4, "Inès Laurent", "Laurent & Fils", "+33612345678", "");
+    let call =
+        |id: i64, direction, number: &str, who: Option<&Contact>, ago: i64, talk, outcome| {
+            CallRecord {
+                id: CallRowId(id),
+                direction,
+                local_number: "101".to_owned(),
+                remote_number: number.to_owned(),
+                contact_id: who.map(|c| c.id),
+                contact_name: who.map(|c| c.name.clone()),
+                queue: None,
+                started: t0 - ago,
+                answered: (talk > 0).then_some(t0 - ago + 5),
+                ended: Some(t0 - ago + 5 + talk),
+                duration: Some(talk),
+                outcome: Some(outcome),
+                recording_path: None,
+                activity_id: None,
+            }
+        };
+    let recent = vec![
+        call(
+            4,
+            CallDirection::Inbound,
+            "+3225550137",
+            Some(&martin),
+            1_800,
+            192,
+            CallOutcome::Answered,
+        ),
+        call(
+            3,
+            CallDirection::Inbound,
+            "+3225550199",
+            None,
+            4_500,
+            0,
+            CallOutcome::Missed,
+        ),
+        call(
+            2,
+            CallDirection::Outbound,
+            "+351912345678",
+            Some(&ana),
+            90_000,
+            0,
+            CallOutcome::Busy,
+        ),
+        call(
+            1,
+            CallDirection::Inbound,
+            "+33612345678",
+            Some(&ines),
+            95_000,
+            65,
+            CallOutcome::Transferred,
+        ),
+    ];
+    let today = CivilDate::from_epoch_seconds(t0, 0).unwrap_or(CivilDate::UNIX_EPOCH);
+    let activity = |id: i64, kind, summary: &str, days: i64, who: Option<&Contact>| ActivityItem {
+        activity: Activity {
+            id: ActivityId(id),
+            kind,
+            summary: summary.to_owned(),
+            due: today.add_days(days).unwrap_or(today),
+            note: String::new(),
+            linked_record: String::new(),
+            assignee: "101".to_owned(),
+            state: ActivityState::Planned,
+            contact_id: who.map(|c| c.id),
+            closed_at: None,
+        },
+        contact: who.cloned(),
+    };
+    let items = vec![
+        activity(
+            1,
+            ActivityKind::Call,
+            "Follow up on the quote",
+            -2,
+            Some(&ana),
+        ),
+        activity(
+            2,
+            ActivityKind::Call,
+            "Call back about the invoice",
+            0,
+            Some(&martin),
+        ),
+        activity(3, ActivityKind::Email, "Send the contract", 0, Some(&chen)),
+        activity(4, ActivityKind::Todo, "Prepare Monday's report", 0, None),
+    ];
+    vec![
+        DeskUpdate::Recent {
+            missed_only: false,
+            calls: recent,
+        },
+        DeskUpdate::Activities { today, items },
+        DeskUpdate::Contacts {
+            query: String::new(),
+            purpose: SearchFor::Tab,
+            hits: vec![ana, chen, ines, martin],
+        },
+    ]
+}
+
+/// Fills `app`'s tabs with [`desk_updates`], as the driver does at start.
+pub fn fill_desk(app: &mut App) {
+    app.desk.available = true;
+    for update in desk_updates() {
+        app.update(Input::Desk(update));
+    }
+}

@@ -10,6 +10,7 @@
 
 mod panes;
 mod popups;
+mod tabs;
 
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Position, Rect};
@@ -23,11 +24,11 @@ use super::theme::Theme;
 
 pub use panes::{
     draw_agents, draw_bar, draw_calls, draw_events, draw_header, draw_notice, draw_queues,
-    draw_tabs,
 };
 pub use popups::{
     draw_confirm_quit, draw_help, draw_incoming, draw_palette, draw_picker, draw_prompt,
 };
+pub use tabs::draw_tabs;
 
 pub const MIN_WIDTH: u16 = 80;
 pub const MIN_HEIGHT: u16 = 24;
@@ -154,6 +155,14 @@ pub fn draw_into(buf: &mut Buffer, area: Rect, app: &App, theme: &Theme) {
             draw_palette(buf, area, app, input, *selected, theme)
         }
         Some(Modal::ConfirmQuit) => draw_confirm_quit(buf, area, app, theme),
+        Some(Modal::Form(form)) => tabs::draw_form(buf, area, form, theme),
+        Some(Modal::Card {
+            contact,
+            activities,
+        }) => tabs::draw_card(buf, area, app, contact, activities, theme),
+        Some(Modal::ConfirmDone { summary, .. }) => {
+            tabs::draw_confirm_done(buf, area, summary, theme)
+        }
         None => {
             if app.ringing_call().is_some() {
                 draw_incoming(buf, area, app, theme);
@@ -204,7 +213,12 @@ pub fn hit(app: &App, column: u16, row: u16) -> Option<(Pane, Option<usize>)> {
             let len = app.visible_agents().count();
             Some(list_offset(app.selection.agents, len, data_rows) + i)
         }
-        Pane::Tabs | Pane::Events => None,
+        Pane::Tabs => {
+            let len = app.desk.len(app.tab);
+            let at = list_offset(app.desk.selected(app.tab), len, data_rows) + i;
+            (at < len).then_some(at)
+        }
+        Pane::Events => None,
     });
     Some((pane, index))
 }
@@ -427,6 +441,7 @@ mod tests {
                 detail: None,
             }));
         }
+        crate::tui::sample::fill_desk(&mut app);
         app.update(Input::Tick {
             epoch_ms: T0_MS + 42_000,
         });
@@ -724,6 +739,73 @@ mod tests {
         let bar = text.lines().nth(23).unwrap_or_default().to_owned();
         assert!(bar.contains(" n  dial "), "{bar}");
         assert!(!bar.contains(" d  dial "), "{bar}");
+    }
+
+    /// Focus the tabs pane on `tab`.
+    fn show_tab(app: &mut App, tab: crate::tui::app::Tab) {
+        app.focus = Pane::Tabs;
+        app.tab = tab;
+    }
+
+    #[test]
+    fn the_three_tabs() {
+        use crate::tui::app::Tab;
+        let mut app = call_center();
+        show_tab(&mut app, Tab::Recent);
+        app.update(code(KeyCode::Down));
+        let wide = screen(&app, 160, 48);
+        assert!(wide.contains("›← +3225550199"), "{wide}");
+        insta::assert_snapshot!("tab_recent_wide", wide);
+        show_tab(&mut app, Tab::NextActivities);
+        let text = screen(&app, 160, 48);
+        assert!(text.contains("11-19 Call  Follow up on the quote · Ana Silva"));
+        insta::assert_snapshot!("tab_activities_wide", text);
+        // Overdue is drawn as an alert, today's as text.
+        let terminal = render(&app, &dark(), 160, 48);
+        assert_eq!(style_of(&terminal, "11-19").fg, dark().roles.alert.fg);
+        show_tab(&mut app, Tab::Contacts);
+        insta::assert_snapshot!("tab_contacts_80x24", screen(&app, 80, 24));
+        app.update(key('/'));
+        type_text(&mut app, "chen");
+        insta::assert_snapshot!("tab_contacts_search", screen(&app, 80, 24));
+    }
+
+    #[test]
+    fn desk_popups() {
+        use crate::tui::app::Tab;
+        let mut app = call_center();
+        show_tab(&mut app, Tab::NextActivities);
+        app.update(key('e'));
+        insta::assert_snapshot!("activity_edit_form", screen(&app, 80, 24));
+        app.update(code(KeyCode::Esc));
+        show_tab(&mut app, Tab::Contacts);
+        app.update(code(KeyCode::Down));
+        app.update(key('s'));
+        let form = screen(&app, 80, 24);
+        assert!(form.contains("Schedule for Chen Wei"), "{form}");
+        assert!(form.contains("Call Chen Wei"), "{form}");
+        assert!(form.contains("2026-11-22"), "{form}");
+        insta::assert_snapshot!("schedule_form", form);
+        app.update(code(KeyCode::Esc));
+        let contact = app.desk.selected_contact().cloned().expect("Chen");
+        app.update(Input::Desk(crate::store::DeskUpdate::Card {
+            contact,
+            activities: Vec::new(),
+        }));
+        insta::assert_snapshot!("contact_card", screen(&app, 80, 24));
+        app.update(code(KeyCode::Esc));
+        // The dial prompt with contact suggestions, the second one picked.
+        app.update(key('d'));
+        type_text(&mut app, "ma");
+        let hits = app.desk.contacts.clone();
+        app.update(Input::Desk(crate::store::DeskUpdate::Contacts {
+            query: "ma".into(),
+            purpose: crate::store::SearchFor::Dial,
+            hits,
+        }));
+        app.update(code(KeyCode::Down));
+        app.update(code(KeyCode::Down));
+        insta::assert_snapshot!("dial_suggestions", screen(&app, 80, 24));
     }
 
     #[test]

@@ -4,7 +4,6 @@ use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
 use ratatui::style::Style;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Paragraph, Widget};
 
 use super::{cell, cell_right, columns, list_offset, over, pane_block};
 use crate::queue::ami::Membership;
@@ -12,7 +11,7 @@ use crate::queue::model::{Agent, AgentState, Queue, WaitingCaller};
 use crate::queue::report::ReportKind;
 use crate::sip::ua::CallDirection;
 use crate::tui::app::{
-    clock_duration, clock_time, App, CallPhase, CallRow, Mode, NoticeLevel, Pane, Registration, Tab,
+    clock_duration, clock_time, App, CallPhase, CallRow, Mode, NoticeLevel, Pane, Registration,
 };
 use crate::tui::keymap::{self, Action, Key};
 use crate::tui::theme::{Roles, Theme};
@@ -403,7 +402,11 @@ pub fn draw_queues(buf: &mut Buffer, area: Rect, app: &App, theme: &Theme) {
                 );
             }
             QueueRow::Caller(_, caller) => {
-                let who = if caller.caller_id_name.is_empty() {
+                // A name from the PBX first, else the contact the number belongs to.
+                let known = app.desk.name_of(&caller.caller_id_num);
+                let who = if let (true, Some(name)) = (caller.caller_id_name.is_empty(), known) {
+                    format!("{name} {}", caller.caller_id_num)
+                } else if caller.caller_id_name.is_empty() {
                     caller.caller_id_num.clone()
                 } else {
                     format!("{} {}", caller.caller_id_name, caller.caller_id_num)
@@ -535,54 +538,6 @@ pub fn draw_agents(buf: &mut Buffer, area: Rect, app: &App, theme: &Theme) {
             roles.text,
         );
     }
-}
-
-/// Recent / Next Activities / Contacts. Their data comes with the store; until then each
-/// tab says what it will hold.
-pub fn draw_tabs(buf: &mut Buffer, area: Rect, app: &App, theme: &Theme) {
-    let roles = &theme.roles;
-    let focused = app.focus == Pane::Tabs;
-    let full: usize = Tab::ALL.iter().map(|t| t.title().len() + 3).sum();
-    let short = full + 2 > usize::from(area.width);
-    let mut spans = vec![Span::raw(" ")];
-    for (i, tab) in Tab::ALL.iter().enumerate() {
-        if i > 0 {
-            spans.push(Span::styled(" │ ", roles.border));
-        }
-        let style = if *tab == app.tab {
-            roles.tab_active
-        } else {
-            roles.tab_inactive
-        };
-        spans.push(Span::styled(
-            if short {
-                tab.short_title()
-            } else {
-                tab.title()
-            },
-            style,
-        ));
-    }
-    spans.push(Span::raw(" "));
-    let inner = pane_block(buf, area, Line::from(spans), focused, theme);
-    if inner.height == 0 {
-        return;
-    }
-    let (headline, detail) = app.tab.empty_state();
-    let lines = vec![
-        Line::from(Span::styled(headline, roles.text)),
-        Line::from(Span::styled(detail, roles.dim)),
-    ];
-    // Centre the wrapped text: one row for the headline, the detail's rows below.
-    let width = usize::from(inner.width.max(1));
-    let detail_rows = detail.len().div_ceil(width).max(1);
-    let rows = u16::try_from(1 + detail_rows).unwrap_or(u16::MAX);
-    let y = inner.y + inner.height.saturating_sub(rows) / 2;
-    let text_area = Rect::new(inner.x, y, inner.width, rows).intersection(inner);
-    Paragraph::new(lines)
-        .centered()
-        .wrap(ratatui::widgets::Wrap { trim: true })
-        .render(text_area, buf);
 }
 
 fn is_alert_kind(kind: ReportKind) -> bool {

@@ -13,7 +13,7 @@ use crate::tui::theme::Theme;
 
 /// A centred box of at most `width`×`height` inside `area`, cleared and framed; returns the
 /// inside.
-fn popup(
+pub(super) fn popup(
     buf: &mut Buffer,
     area: Rect,
     width: u16,
@@ -43,7 +43,7 @@ fn popup(
     inner
 }
 
-fn line(buf: &mut Buffer, inner: Rect, row: u16, text: Line<'_>) {
+pub(super) fn line(buf: &mut Buffer, inner: Rect, row: u16, text: Line<'_>) {
     if row < inner.height {
         buf.set_line(
             inner.x + 1,
@@ -128,7 +128,9 @@ pub fn draw_incoming(buf: &mut Buffer, area: Rect, app: &App, theme: &Theme) {
 /// A text prompt: what is typed, a hint or the error, the history position.
 pub fn draw_prompt(buf: &mut Buffer, area: Rect, app: &App, prompt: &Prompt, theme: &Theme) {
     let roles = &theme.roles;
-    let inner = popup(buf, area, 72, 7, prompt.purpose.title(), theme);
+    let suggestions = u16::try_from(prompt.suggestions.len()).unwrap_or(0);
+    let height = if suggestions > 0 { 8 + suggestions } else { 7 };
+    let inner = popup(buf, area, 72, height, prompt.purpose.title(), theme);
     let mut typed = vec![
         Span::styled("> ", over(roles.dim)),
         Span::styled(prompt.input.clone(), over(roles.input)),
@@ -147,7 +149,7 @@ pub fn draw_prompt(buf: &mut Buffer, area: Rect, app: &App, prompt: &Prompt, the
     };
     line(buf, inner, 2, Line::from(below));
     if let Some(region) = &app.config.default_region {
-        if prompt.error.is_none() && prompt.purpose.title() != "Search" {
+        if prompt.error.is_none() && prompt.purpose.takes_numbers() {
             line(
                 buf,
                 inner,
@@ -158,6 +160,25 @@ pub fn draw_prompt(buf: &mut Buffer, area: Rect, app: &App, prompt: &Prompt, the
                 )),
             );
         }
+    }
+    for (i, (name, number)) in prompt.suggestions.iter().enumerate() {
+        let picked = prompt.pick == Some(i);
+        let style = if picked {
+            roles.selected
+        } else {
+            over(roles.popup)
+        };
+        let row = 5 + u16::try_from(i).unwrap_or(u16::MAX);
+        line(
+            buf,
+            inner,
+            row,
+            Line::from(vec![
+                Span::styled(if picked { "› " } else { "  " }, style),
+                Span::styled(format!("{name}  "), style),
+                Span::styled(number.clone(), over(roles.dim)),
+            ]),
+        );
     }
 }
 
