@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use ringside::store::CallOutcome;
+use ringside::store::{ActivityKind, CallOutcome, CivilDate, NewActivity, NewContact, Store};
 use support::{require_peer, wait_until};
 
 /// A tmux server of our own (its own socket), killed when dropped.
@@ -97,6 +97,19 @@ impl Tmux {
         );
     }
 
+    /// The process the pane runs (`env` execs ringside, so this is ringside).
+    fn pane_pid(&self) -> u32 {
+        let output = self
+            .cmd()
+            .args(["display-message", "-p", "-t", "e2e", "#{pane_pid}"])
+            .output()
+            .expect("display-message");
+        String::from_utf8_lossy(&output.stdout)
+            .trim()
+            .parse()
+            .expect("a pid")
+    }
+
     fn pane_dead(&self) -> bool {
         let output = self
             .cmd()
@@ -181,19 +194,9 @@ fn work_dir(name: &str) -> PathBuf {
     dir
 }
 
-/// The line of the calls pane that shows a call, if any.
-fn call_line(screen: &str) -> Option<&str> {
-    screen.lines().find(|l| l.contains("support: +"))
-}
-
-#[test]
-fn an_agent_answers_holds_resumes_transfers_and_hangs_up_queue_calls_with_keys_alone() {
-    if !require_peer("tmux") {
-        return;
-    }
-    let dir = work_dir("e2e-agent");
-    // No bots: every caller of support rings agent 101, the only agent.
-    let lab = LabProcess::start(&dir, 30);
+/// The command line of agent 101's console on `lab`, with [ami] and both queues' codes, its
+/// data and config under `dir`.
+fn agent_command(dir: &Path, lab: &LabProcess) -> String {
     let config = dir.join("config.toml");
     std::fs::write(
         &config,
@@ -208,13 +211,28 @@ fn an_agent_answers_holds_resumes_transfers_and_hangs_up_queue_calls_with_keys_a
         ),
     )
     .expect("config");
-    let command = format!(
+    format!(
         "env XDG_CONFIG_HOME={d}/cfg XDG_DATA_HOME={d}/data {bin} --config {c} --log-file {d}/ringside.log",
         d = dir.display(),
         bin = env!("CARGO_BIN_EXE_ringside"),
         c = config.display()
-    );
-    let tmux = Tmux::start(&dir, &command, 120, 32);
+    )
+}
+
+/// The line of the calls pane that shows a call, if any.
+fn call_line(screen: &str) -> Option<&str> {
+    screen.lines().find(|l| l.contains("support: +"))
+}
+
+#[test]
+fn an_agent_answers_holds_resumes_transfers_and_hangs_up_queue_calls_with_keys_alone() {
+    if !require_peer("tmux") {
+        return;
+    }
+    let dir = work_dir("e2e-agent");
+    // No bots: every caller of support rings agent 101, the only agent.
+    let lab = LabProcess::start(&dir, 30);
+    let tmux = Tmux::start(&dir, &agent_command(&dir, &lab), 120, 32);
 
     tmux.wait_for("registration", Duration::from_secs(15), |s| {
         s.contains(" registered ") && s.contains("support:off")
@@ -385,4 +403,142 @@ fn a_supervisor_watches_the_same_queues_over_ami() {
         s.contains("enter-queue") && s.contains("waiting")
     });
     tmux.quit();
+}
+
+/// The days since the epoch, in UTC, as a date: yesterday here is overdue in every time zone.
+fn utc_yesterday() -> CivilDate {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0));
+    CivilDate::from_epoch_seconds(now - 86_400, 0).expect("a date")
+}
+
+#[test]
+fn the_tabs_work_with_keys_alone_and_the_history_survives_a_kill_9() {
+    if !require_peer("tmux") {
+        return;
+    }
+    let dir = work_dir("e2e-desk");
+    let lab = LabProcess::start(&dir, 30);
+    // The agent's store before the first start: a contact (on extension 102, which nobody
+    // has registered, so calling it fails fast) and an overdue call to make.
+    let store_dir = dir.join("data/ringside");
+    {
+        let mut store = Store::open_in_dir(&store_dir).expect("store");
+        let jean = store
+            .add_contact(&NewContact::named("Jean Dupont").with_phone("office", "102"))
+            .expect("contact");
+        store
+            .add_activity(&NewActivity {
+                kind: ActivityKind::Call,
+                summary: "Call Jean about the order".into(),
+                due: utc_yesterday(),
+                note: String::new(),
+                linked_record: String::new(),
+                assignee: "101".into(),
+                contact_id: Some(jean),
+            })
+            .expect("activity");
+    }
+    let command = agent_command(&dir, &lab);
+    let tmux = Tmux::start(&dir, &command, 120, 40);
+    tmux.wait_for("registration", Duration::from_secs(15), |s| {
+        s.contains(" registered ")
+    });
+    // Tab three times: Calls → Queues → Agents → the tabs; ] shows Next Activities.
+    tmux.keys(&["Tab", "Tab", "Tab", "]"]);
+    tmux.wait_for("the overdue activity", Duration::from_secs(5), |s| {
+        s.contains("Call Jean about the order · Jean Dupont") && s.contains("1 overdue")
+    });
+    // Enter calls the contact; the call fails (102 is not registered), and its end asks
+    // whether the activity is done.
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("the mark-done question", Duration::from_secs(15), |s| {
+        s.contains("Mark the activity done?")
+    });
+    tmux.keys(&["y"]);
+    tmux.wait_for("the activity done", Duration::from_secs(5), |s| {
+        s.contains("No upcoming activities.")
+    });
+    // Contacts: search as you type, then schedule a call for tomorrow.
+    tmux.keys(&["]", "/"]);
+    tmux.keys(&["j", "e", "a"]);
+    tmux.wait_for("the search result", Duration::from_secs(5), |s| {
+        s.contains("“jea”: 1 found") && s.contains("Jean Dupont")
+    });
+    tmux.keys(&["Enter", "s"]);
+    tmux.wait_for("the schedule form", Duration::from_secs(5), |s| {
+        s.contains("Schedule for Jean Dupont")
+    });
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("the scheduled notice", Duration::from_secs(5), |s| {
+        s.contains("Scheduled: Call Jean Dupont")
+    });
+    // Recent: the failed call, with the contact's name.
+    tmux.keys(&["[", "["]);
+    tmux.wait_for("the call in Recent", Duration::from_secs(5), |s| {
+        s.lines().any(|l| {
+            l.contains("→ Jean Dupont") && (l.contains("failed") || l.contains("rejected"))
+        })
+    });
+    // A queue call rings, and ringside dies with it (kill -9: no chance to close the row).
+    tmux.keys(&["c"]);
+    tmux.wait_for("the queue picker", Duration::from_secs(5), |s| {
+        s.contains("Connect to which queue?")
+    });
+    tmux.keys(&["Down", "Enter"]);
+    tmux.wait_for("a queue call ringing", Duration::from_secs(40), |s| {
+        s.contains("Incoming call")
+    });
+    let pid = tmux.pane_pid();
+    let killed = Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(killed.success());
+    assert!(wait_until(Duration::from_secs(5), || tmux.pane_dead()));
+    {
+        let store = Store::open_in_dir(&store_dir).expect("store");
+        let open: Vec<_> = store
+            .recent_calls(10, false)
+            .expect("recent")
+            .into_iter()
+            .filter(|c| c.ended.is_none())
+            .collect();
+        assert_eq!(open.len(), 1, "the ringing call's row is written: {open:?}");
+    }
+    drop(tmux);
+    // The next start closes the row as interrupted (the notice line says so, until the next
+    // caller's ring replaces it); the rest of the history is all there.
+    let tmux = Tmux::start(&dir, &command, 120, 40);
+    tmux.wait_for(
+        "the interrupted call in Recent",
+        Duration::from_secs(15),
+        |s| s.contains("interrupted") && s.contains("→ Jean Dupont"),
+    );
+    tmux.quit();
+    let store = Store::open_in_dir(&store_dir).expect("store");
+    let calls = store.recent_calls(10, false).expect("recent");
+    assert!(
+        calls
+            .iter()
+            .any(|c| c.outcome == Some(CallOutcome::Interrupted)),
+        "{calls:#?}"
+    );
+    let jean_call = calls
+        .iter()
+        .find(|c| c.remote_number == "102")
+        .expect("the call to Jean");
+    assert!(jean_call.activity_id.is_some(), "linked to its activity");
+    let planned = store
+        .due_activities("101", utc_yesterday().add_days(3).expect("date"))
+        .expect("activities");
+    assert_eq!(
+        planned
+            .iter()
+            .map(|a| a.summary.as_str())
+            .collect::<Vec<_>>(),
+        ["Call Jean Dupont"],
+        "the done one is gone, the scheduled one kept"
+    );
 }
