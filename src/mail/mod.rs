@@ -12,3 +12,4 @@ pub mod smtp;
 pub use compose::{CallDetails, DraftError, FollowUp, FollowUpTemplate, Mailbox, MailTime};
 pub use settings::{EmailSettings, Secret, Security, SettingsError, SmtpSettings, Transport};
 
+pub use smtp::{Credentials, Delivery, Envelope, Reply, ReplyParser, SmtpClient, SmtpClientConfig, SmtpError, SmtpEvent, Step};
