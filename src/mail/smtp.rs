@@ -449,6 +449,11 @@ impl SmtpClient {
         }
     }
 
+    /// True while `poll_transmit` has bytes waiting.
+    pub fn poll_transmit_pending(&self) -> bool {
+        !self.transmit.is_empty()
+    }
+
     pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
         self.transmit.pop_front()
     }
