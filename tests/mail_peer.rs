@@ -152,14 +152,29 @@ fn make_pki(dir: &Path) -> TestPki {
 
 /// The CA is made once per directory; each call signs a new server certificate for `names`.
 fn make_pki_for(dir: &Path, names: &str) -> TestPki {
-    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
     if !dir.join("ca.pem").exists() {
         let mut ca_args = vec!["req", "-x509"];
         ca_args.extend(ec);
         ca_args.extend([
-            "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=ringside test CA",
-            "-addext", "basicConstraints=critical,CA:TRUE",
-            "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=ringside test CA",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
         ]);
         openssl(dir, &ca_args);
     }
@@ -175,7 +190,14 @@ fn make_pki_for(dir: &Path, names: &str) -> TestPki {
     );
     let mut csr_args = vec!["req"];
     csr_args.extend(ec);
-    csr_args.extend(["-keyout", &key, "-out", &csr, "-subj", "/CN=ringside test server"]);
+    csr_args.extend([
+        "-keyout",
+        &key,
+        "-out",
+        &csr,
+        "-subj",
+        "/CN=ringside test server",
+    ]);
     openssl(dir, &csr_args);
     fs::write(
         dir.join(&ext),
@@ -188,8 +210,21 @@ fn make_pki_for(dir: &Path, names: &str) -> TestPki {
     openssl(
         dir,
         &[
-            "x509", "-req", "-in", &csr, "-CA", "ca.pem", "-CAkey", "ca.key",
-            "-CAcreateserial", "-out", &cert, "-days", "2", "-extfile", &ext,
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            &cert,
+            "-days",
+            "2",
+            "-extfile",
+            &ext,
         ],
     );
     TestPki {
@@ -295,15 +330,22 @@ fn plain_loopback_delivers_utf8_and_dot_lines() {
     let decoded = python_decode(raw, workspace.dir());
     assert_eq!(decoded["defects"], serde_json::json!([]));
     assert_eq!(decoded["subject"], format!("{}", follow_up.subject));
-    assert!(follow_up.subject.starts_with("Rückruf – Following up on our call of 2026-11-21"));
+    assert!(follow_up
+        .subject
+        .starts_with("Rückruf – Following up on our call of 2026-11-21"));
     assert_eq!(decoded["from"], "Ann Agent <ann@example.com>");
     assert_eq!(
         decoded["to"],
-        serde_json::json!(["Zoë Ørsted <zoe@example.net>", "\"Buyer, Bob\" <bob@example.org>"])
+        serde_json::json!([
+            "Zoë Ørsted <zoe@example.net>",
+            "\"Buyer, Bob\" <bob@example.org>"
+        ])
     );
     assert_eq!(decoded["body"], follow_up.body);
     assert!(follow_up.body.starts_with("Hello Zoë Ørsted,\n"));
-    assert!(follow_up.body.ends_with("..two dots\nGrüße aus Zürich 🙂\n"));
+    assert!(follow_up
+        .body
+        .ends_with("..two dots\nGrüße aus Zürich 🙂\n"));
 
     // With a fixed date and id, the stored message is exactly the built one.
     let message = follow_up.to_message(MailTime::utc(1_795_284_569), 42);
@@ -313,7 +355,10 @@ fn plain_loopback_delivers_utf8_and_dot_lines() {
     };
     send_message(&settings, &envelope, &message).expect("the second message is sent");
     let messages = sink.wait_for_messages(2);
-    assert_eq!(messages[1].0, message, "stored bytes differ from the sent message");
+    assert_eq!(
+        messages[1].0, message,
+        "stored bytes differ from the sent message"
+    );
 }
 
 #[test]
@@ -363,7 +408,10 @@ fn starttls_with_private_ca_auth_and_verification() {
         "{error:?}"
     );
     assert!(
-        text.starts_with(&format!("SMTP server localhost:{} refused AUTH (535 ", sink.port)),
+        text.starts_with(&format!(
+            "SMTP server localhost:{} refused AUTH (535 ",
+            sink.port
+        )),
         "{text}"
     );
     assert!(text.ends_with("check [email] user and password"), "{text}");
@@ -377,7 +425,13 @@ fn starttls_with_private_ca_auth_and_verification() {
         .expect_err("an unknown CA is rejected");
     let text = error.to_string();
     assert!(
-        matches!(&error, MailSendError::Tls { step: Step::StartTls, .. }),
+        matches!(
+            &error,
+            MailSendError::Tls {
+                step: Step::StartTls,
+                ..
+            }
+        ),
         "{error:?}"
     );
     assert!(text.contains("UnknownIssuer"), "{text}");
@@ -388,17 +442,28 @@ fn starttls_with_private_ca_auth_and_verification() {
     let other = make_pki_for(workspace.dir(), "DNS:mail.example.com");
     let other_cert = other.cert.display().to_string();
     let other_key = other.key.display().to_string();
-    let misnamed = SmtpSink::start(&workspace, "misnamed", &["--starttls", &other_cert, &other_key]);
+    let misnamed = SmtpSink::start(
+        &workspace,
+        "misnamed",
+        &["--starttls", &other_cert, &other_key],
+    );
     smtp.ca_file = Some(pki.ca.clone());
     smtp.port = misnamed.port;
     let error = send_follow_up(&EmailSettings::smtp(smtp), &follow_up)
         .expect_err("a certificate for another name is rejected");
     assert!(
-        matches!(&error, MailSendError::Tls { .. }) && error.to_string().contains("not valid for name \"localhost\""),
+        matches!(&error, MailSendError::Tls { .. })
+            && error
+                .to_string()
+                .contains("not valid for name \"localhost\""),
         "{error}"
     );
     eprintln!("wrong name: {error}");
-    assert_eq!(sink.messages().len(), 1, "nothing else may have been delivered");
+    assert_eq!(
+        sink.messages().len(),
+        1,
+        "nothing else may have been delivered"
+    );
     assert!(misnamed.messages().is_empty());
 }
 
@@ -414,7 +479,14 @@ fn auth_login_over_starttls_to_an_ip_address() {
     let sink = SmtpSink::start(
         &workspace,
         "sink",
-        &["--starttls", &cert, &key, "--auth", "ann:pw-Ünïcode", "--no-auth-plain"],
+        &[
+            "--starttls",
+            &cert,
+            &key,
+            "--auth",
+            "ann:pw-Ünïcode",
+            "--no-auth-plain",
+        ],
     );
     let mut smtp = smtp_settings(sink.port, "127.0.0.1", Security::StartTls);
     smtp.ca_file = Some(pki.ca);
@@ -454,7 +526,10 @@ fn implicit_tls() {
     let error = send_follow_up(&EmailSettings::smtp(smtp), &edited_follow_up())
         .expect_err("no STARTTLS offered");
     assert!(
-        matches!(error, MailSendError::Smtp(SmtpError::StartTlsNotOffered { .. })),
+        matches!(
+            error,
+            MailSendError::Smtp(SmtpError::StartTlsNotOffered { .. })
+        ),
         "{error:?}"
     );
     assert!(plain.messages().is_empty());
@@ -519,7 +594,10 @@ fn sendmail_transport_with_a_stand_in_script() {
         from: "ann@example.com".into(),
     };
     let error = send_follow_up(&settings, &follow_up).expect_err("a missing program");
-    assert!(matches!(error, MailSendError::SendmailSpawn { .. }), "{error:?}");
+    assert!(
+        matches!(error, MailSendError::SendmailSpawn { .. }),
+        "{error:?}"
+    );
     assert!(error.to_string().contains("set [email] sendmail path"));
 }
 
@@ -543,8 +621,8 @@ fn silent_server_times_out_and_closed_port_is_reported() {
     let mut smtp = smtp_settings(port, "127.0.0.1", Security::Plain);
     smtp.read_timeout = Duration::from_secs(1);
     let started = Instant::now();
-    let error = send_follow_up(&EmailSettings::smtp(smtp), &edited_follow_up())
-        .expect_err("no greeting");
+    let error =
+        send_follow_up(&EmailSettings::smtp(smtp), &edited_follow_up()).expect_err("no greeting");
     assert!(started.elapsed() < Duration::from_secs(3));
     assert_eq!(
         error.to_string(),
@@ -562,7 +640,9 @@ fn silent_server_times_out_and_closed_port_is_reported() {
         .expect_err("nothing listens");
     let text = error.to_string();
     assert!(
-        text.starts_with(&format!("cannot connect to SMTP server 127.0.0.1:{closed}: ")),
+        text.starts_with(&format!(
+            "cannot connect to SMTP server 127.0.0.1:{closed}: "
+        )),
         "{text}"
     );
     assert!(text.ends_with("check [email] host and port and that the server is running"));
@@ -571,6 +651,7 @@ fn silent_server_times_out_and_closed_port_is_reported() {
     let smtp = smtp_settings(25, "smtp.example.com", Security::Plain);
     let error = send_follow_up(&EmailSettings::smtp(smtp), &edited_follow_up())
         .expect_err("plain to a remote host");
-    assert!(error.to_string().contains("only allowed to a loopback host"));
+    assert!(error
+        .to_string()
+        .contains("only allowed to a loopback host"));
 }
-

@@ -82,7 +82,11 @@ impl MailTime {
     }
 
     fn offset_text(self, separator: &str) -> String {
-        let sign = if self.utc_offset_minutes < 0 { '-' } else { '+' };
+        let sign = if self.utc_offset_minutes < 0 {
+            '-'
+        } else {
+            '+'
+        };
         let minutes = self.utc_offset_minutes.unsigned_abs();
         format!("{sign}{:02}{separator}{:02}", minutes / 60, minutes % 60)
     }
@@ -94,7 +98,9 @@ impl MailTime {
             "{}, {} {} {:04} {:02}:{:02}:{:02} {}",
             WEEKDAYS.get(t.weekday).unwrap_or(&"Sun"),
             t.day,
-            MONTHS.get(t.month.saturating_sub(1) as usize).unwrap_or(&"Jan"),
+            MONTHS
+                .get(t.month.saturating_sub(1) as usize)
+                .unwrap_or(&"Jan"),
             t.year,
             t.hour,
             t.minute,
@@ -197,11 +203,16 @@ impl Default for FollowUpTemplate {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TemplateError {
-    #[error("{part} template uses unknown placeholder {{{name}}}: known ones are {}", known_placeholders())]
+    #[error(
+        "{part} template uses unknown placeholder {{{name}}}: known ones are {}",
+        known_placeholders()
+    )]
     UnknownPlaceholder { part: &'static str, name: String },
     #[error("{part} template has a '{{' without a closing '}}' at character {position}: close it, or write {{{{ for a literal brace")]
     Unclosed { part: &'static str, position: usize },
-    #[error("{part} template has a lone '}}' at character {position}: write }}}} for a literal brace")]
+    #[error(
+        "{part} template has a lone '}}' at character {position}: write }}}} for a literal brace"
+    )]
     LoneClosingBrace { part: &'static str, position: usize },
 }
 
@@ -412,9 +423,7 @@ impl Mailbox {
         let address = address.trim();
         check_address(address)?;
         Ok(Mailbox {
-            display_name: display_name
-                .map(one_line)
-                .filter(|name| !name.is_empty()),
+            display_name: display_name.map(one_line).filter(|name| !name.is_empty()),
             address: address.to_string(),
         })
     }
@@ -529,10 +538,15 @@ fn split_address_list(text: &str) -> Vec<&str> {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DraftError {
-    #[error("the draft has no recipient: fill in the To: line (e.g. \"To: Ann <ann@example.com>\")")]
+    #[error(
+        "the draft has no recipient: fill in the To: line (e.g. \"To: Ann <ann@example.com>\")"
+    )]
     MissingTo,
     #[error("recipient \"{address}\" is not a valid address ({reason}): fix the To: line")]
-    InvalidAddress { address: String, reason: AddressError },
+    InvalidAddress {
+        address: String,
+        reason: AddressError,
+    },
     #[error("the draft has no subject: fill in the Subject: line")]
     EmptySubject,
     #[error("the message body is empty: write the message below the blank line after the headers")]
@@ -571,12 +585,13 @@ impl FollowUp {
             .filter(|e| !e.trim().is_empty())
         {
             Some(email) => {
-                let mailbox = Mailbox::new(details.contact_name.as_deref(), email).map_err(
-                    |reason| DraftError::InvalidAddress {
-                        address: email.to_string(),
-                        reason,
-                    },
-                )?;
+                let mailbox =
+                    Mailbox::new(details.contact_name.as_deref(), email).map_err(|reason| {
+                        DraftError::InvalidAddress {
+                            address: email.to_string(),
+                            reason,
+                        }
+                    })?;
                 vec![mailbox]
             }
             None => Vec::new(),
@@ -932,8 +947,15 @@ mod tests {
             subject: "Call {numbr}".into(),
             body: "x".into(),
         };
-        let error = template.check().err().map(|e| e.to_string()).unwrap_or_default();
-        assert!(error.contains("{numbr}") && error.contains("{number}"), "{error}");
+        let error = template
+            .check()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            error.contains("{numbr}") && error.contains("{number}"),
+            "{error}"
+        );
         let template = FollowUpTemplate {
             subject: "{{literal}} {number".into(),
             body: "x".into(),
@@ -1010,7 +1032,10 @@ mod tests {
     fn draft_errors_are_specific() {
         let parse = |text: &str| FollowUp::from_draft(text, ann()).err();
         assert_eq!(parse("Subject: hi\n\nbody\n"), Some(DraftError::MissingTo));
-        assert_eq!(parse("To:  \nSubject: hi\n\nbody\n"), Some(DraftError::MissingTo));
+        assert_eq!(
+            parse("To:  \nSubject: hi\n\nbody\n"),
+            Some(DraftError::MissingTo)
+        );
         assert_eq!(
             parse("To: bob@\nSubject: hi\n\nbody"),
             Some(DraftError::InvalidAddress {
@@ -1060,7 +1085,10 @@ mod tests {
         );
         assert_eq!(
             parse("To: bob@example.org\nTo: x@example.org\n\nb"),
-            Some(DraftError::DuplicateHeader { line: 2, name: "To" })
+            Some(DraftError::DuplicateHeader {
+                line: 2,
+                name: "To"
+            })
         );
         let message = parse("Subject: hi\n\nbody\n").map(|e| e.to_string());
         assert!(message.is_some_and(|m| m.contains("To:")));
@@ -1070,9 +1098,15 @@ mod tests {
     fn addresses_are_checked() {
         assert!(check_address("first.last+tag@sub.example.com").is_ok());
         assert!(check_address("user@localhost").is_ok());
-        assert_eq!(check_address("a..b@example.com"), Err(AddressError::BadDots));
+        assert_eq!(
+            check_address("a..b@example.com"),
+            Err(AddressError::BadDots)
+        );
         assert_eq!(check_address("a@b@c"), Err(AddressError::SeveralAt));
-        assert_eq!(check_address("@example.com"), Err(AddressError::EmptyLocalPart));
+        assert_eq!(
+            check_address("@example.com"),
+            Err(AddressError::EmptyLocalPart)
+        );
         assert_eq!(
             check_address("a@-example.com"),
             Err(AddressError::BadDomain("-example.com".into()))

@@ -9,7 +9,10 @@ pub mod compose;
 pub mod settings;
 pub mod smtp;
 
-pub use compose::{CallDetails, DraftError, FollowUp, FollowUpTemplate, Mailbox, MailTime};
+pub use compose::{CallDetails, DraftError, FollowUp, FollowUpTemplate, MailTime, Mailbox};
 pub use settings::{EmailSettings, Secret, Security, SettingsError, SmtpSettings, Transport};
 
-pub use smtp::{Credentials, Delivery, Envelope, Reply, ReplyParser, SmtpClient, SmtpClientConfig, SmtpError, SmtpEvent, Step};
+pub use smtp::{
+    Credentials, Delivery, Envelope, Reply, ReplyParser, SmtpClient, SmtpClientConfig, SmtpError,
+    SmtpEvent, Step,
+};

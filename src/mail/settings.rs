@@ -107,7 +107,10 @@ impl SmtpSettings {
 pub enum Transport {
     Smtp(SmtpSettings),
     /// The system's sendmail (`path -t -i`), message on stdin.
-    Sendmail { path: PathBuf, from: String },
+    Sendmail {
+        path: PathBuf,
+        from: String,
+    },
 }
 
 impl Transport {
@@ -194,8 +197,7 @@ impl EmailSettings {
 /// True for `localhost` and loopback IP addresses: the only hosts plain SMTP may reach.
 pub fn is_loopback_host(host: &str) -> bool {
     let host = host.trim().trim_start_matches('[').trim_end_matches(']');
-    if host.eq_ignore_ascii_case("localhost") || host.to_ascii_lowercase().ends_with(".localhost")
-    {
+    if host.eq_ignore_ascii_case("localhost") || host.to_ascii_lowercase().ends_with(".localhost") {
         return true;
     }
     host.parse::<core::net::IpAddr>()
@@ -207,7 +209,9 @@ pub fn is_loopback_host(host: &str) -> bool {
 pub enum SettingsError {
     #[error("[email] from = \"{from}\" is not a usable sender ({reason}): write it as \"Name <user@example.com>\" or \"user@example.com\"")]
     InvalidFrom { from: String, reason: String },
-    #[error("[email] has no host: set host = \"smtp.example.com\" or use transport = \"sendmail\"")]
+    #[error(
+        "[email] has no host: set host = \"smtp.example.com\" or use transport = \"sendmail\""
+    )]
     MissingHost,
     #[error("[email] port is 0: use 587 for starttls or 465 for tls")]
     ZeroPort,
@@ -229,7 +233,10 @@ mod tests {
 
     #[test]
     fn default_ports_follow_security() {
-        assert_eq!(SmtpSettings::new("h", Security::StartTls, "a@b.c").port, 587);
+        assert_eq!(
+            SmtpSettings::new("h", Security::StartTls, "a@b.c").port,
+            587
+        );
         assert_eq!(SmtpSettings::new("h", Security::Tls, "a@b.c").port, 465);
         assert_eq!(Security::default(), Security::StartTls);
         assert_eq!(Security::from_config_name(" TLS "), Some(Security::Tls));
@@ -242,11 +249,18 @@ mod tests {
         assert_eq!(EmailSettings::smtp(smtp.clone()).validate(), Ok(()));
         for host in ["localhost", "::1", "[::1]", "127.8.9.10"] {
             smtp.host = host.into();
-            assert_eq!(EmailSettings::smtp(smtp.clone()).validate(), Ok(()), "{host}");
+            assert_eq!(
+                EmailSettings::smtp(smtp.clone()).validate(),
+                Ok(()),
+                "{host}"
+            );
         }
         smtp.host = "smtp.example.com".into();
         let error = EmailSettings::smtp(smtp.clone()).validate().err();
-        assert!(matches!(error, Some(SettingsError::PlainNotLoopback { .. })));
+        assert!(matches!(
+            error,
+            Some(SettingsError::PlainNotLoopback { .. })
+        ));
         smtp.security = Security::StartTls;
         assert_eq!(EmailSettings::smtp(smtp).validate(), Ok(()));
     }

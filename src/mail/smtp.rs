@@ -398,10 +398,7 @@ impl SmtpClient {
             check_path("recipient", recipient).map_err(invalid)?;
         }
         if config.helo_name.is_empty()
-            || config
-                .helo_name
-                .chars()
-                .any(|c| c.is_control() || c == ' ')
+            || config.helo_name.chars().any(|c| c.is_control() || c == ' ')
         {
             return Err(invalid(format!(
                 "the EHLO name {:?} is empty or has spaces: fix [email] helo_name",
@@ -440,9 +437,13 @@ impl SmtpClient {
             | State::AuthLoginPassword
             | State::AuthLoginDone => Step::Auth,
             State::MailFrom => Step::MailFrom(self.envelope.from.clone()),
-            State::RcptTo(index) => {
-                Step::RcptTo(self.envelope.recipients.get(index).cloned().unwrap_or_default())
-            }
+            State::RcptTo(index) => Step::RcptTo(
+                self.envelope
+                    .recipients
+                    .get(index)
+                    .cloned()
+                    .unwrap_or_default(),
+            ),
             State::Data => Step::Data,
             State::Message => Step::Message,
             State::Quit | State::Done => Step::Quit,
@@ -580,7 +581,9 @@ impl SmtpClient {
         secrets
             .iter()
             .filter(|s| !s.is_empty())
-            .fold(text, |text, secret| text.replace(secret.as_str(), "<redacted>"))
+            .fold(text, |text, secret| {
+                text.replace(secret.as_str(), "<redacted>")
+            })
     }
 
     fn send_ehlo(&mut self) {
@@ -820,15 +823,24 @@ mod tests {
         c.handle_tls_established();
         assert_eq!(c.poll_transmit(), Some(b"EHLO [192.0.2.7]\r\n".to_vec()));
         assert_eq!(
-            exchange(&mut c, "250-mx hello\r\n250-AUTH LOGIN PLAIN\r\n250 8BITMIME\r\n"),
+            exchange(
+                &mut c,
+                "250-mx hello\r\n250-AUTH LOGIN PLAIN\r\n250 8BITMIME\r\n"
+            ),
             "AUTH PLAIN AGFubgBzM2NyM3QtcGE1NQ==\r\n"
         );
         assert_eq!(
             exchange(&mut c, "235 2.7.0 ok\r\n"),
             "MAIL FROM:<ann@example.com>\r\n"
         );
-        assert_eq!(exchange(&mut c, "250 ok\r\n"), "RCPT TO:<bob@example.org>\r\n");
-        assert_eq!(exchange(&mut c, "250 ok\r\n"), "RCPT TO:<carol@example.org>\r\n");
+        assert_eq!(
+            exchange(&mut c, "250 ok\r\n"),
+            "RCPT TO:<bob@example.org>\r\n"
+        );
+        assert_eq!(
+            exchange(&mut c, "250 ok\r\n"),
+            "RCPT TO:<carol@example.org>\r\n"
+        );
         assert_eq!(exchange(&mut c, "251 will forward\r\n"), "DATA\r\n");
         assert_eq!(
             exchange(&mut c, "354 go\r\n"),
@@ -901,7 +913,10 @@ mod tests {
         );
         assert!(!error.is_transient());
         let debug = format!("{error:?} {c:?}");
-        assert!(!debug.contains(SECRET) && !debug.contains("AGFubgBz"), "{debug}");
+        assert!(
+            !debug.contains(SECRET) && !debug.contains("AGFubgBz"),
+            "{debug}"
+        );
     }
 
     #[test]
@@ -915,7 +930,9 @@ mod tests {
         let mut c = client(false, true);
         exchange(&mut c, "220 mx\r\n");
         exchange(&mut c, "250-mx\r\n250 AUTH CRAM-MD5 XOAUTH2\r\n");
-        let error = finished(&mut c).and_then(Result::err).map(|e| e.to_string());
+        let error = finished(&mut c)
+            .and_then(Result::err)
+            .map(|e| e.to_string());
         assert_eq!(
             error.as_deref(),
             Some(
@@ -962,7 +979,9 @@ mod tests {
             exchange(&mut c, "550-5.1.1 no such user\r\n550 5.1.1 try again\r\n"),
             "QUIT\r\n"
         );
-        let error = finished(&mut c).and_then(Result::err).map(|e| e.to_string());
+        let error = finished(&mut c)
+            .and_then(Result::err)
+            .map(|e| e.to_string());
         assert_eq!(
             error.as_deref(),
             Some(
@@ -979,7 +998,9 @@ mod tests {
         assert_eq!(exchange(&mut c, "421 4.3.2 busy\r\n"), "");
         let error = finished(&mut c).and_then(Result::err).expect("refused");
         assert!(error.is_transient());
-        assert!(error.to_string().contains("refused the connection (greeting) (421 4.3.2 busy)"));
+        assert!(error
+            .to_string()
+            .contains("refused the connection (greeting) (421 4.3.2 busy)"));
     }
 
     #[test]
@@ -1003,12 +1024,16 @@ mod tests {
         let mut c = client(false, false);
         exchange(&mut c, "220 mx\r\n");
         c.handle_closed();
-        let error = finished(&mut c).and_then(Result::err).map(|e| e.to_string());
+        let error = finished(&mut c)
+            .and_then(Result::err)
+            .map(|e| e.to_string());
         assert!(error.is_some_and(|e| e.contains("closed the connection during EHLO")));
 
         let mut c = client(false, false);
         c.handle_timeout(30);
-        let error = finished(&mut c).and_then(Result::err).map(|e| e.to_string());
+        let error = finished(&mut c)
+            .and_then(Result::err)
+            .map(|e| e.to_string());
         assert_eq!(
             error.as_deref(),
             Some(
@@ -1020,13 +1045,17 @@ mod tests {
         let mut c = client(false, false);
         exchange(&mut c, "\u{16}\u{3}\u{1}binary TLS hello\r\n");
         let error = finished(&mut c).and_then(Result::err);
-        assert!(matches!(error, Some(SmtpError::Malformed { .. })), "{error:?}");
+        assert!(
+            matches!(error, Some(SmtpError::Malformed { .. })),
+            "{error:?}"
+        );
     }
 
     #[test]
     fn envelope_injection_is_refused() {
         let mut bad = envelope();
-        bad.recipients.push("eve@example.org>\r\nRCPT TO:<x@y".into());
+        bad.recipients
+            .push("eve@example.org>\r\nRCPT TO:<x@y".into());
         let error = SmtpClient::new(config(false, false), bad, Vec::new()).err();
         assert!(matches!(error, Some(SmtpError::InvalidEnvelope { .. })));
         let mut none = envelope();

@@ -71,7 +71,9 @@ pub enum MailSendError {
         status: String,
         stderr: String,
     },
-    #[error("sendmail {path} did not finish within {seconds} s and was stopped: check the local MTA")]
+    #[error(
+        "sendmail {path} did not finish within {seconds} s and was stopped: check the local MTA"
+    )]
     SendmailTimedOut { path: String, seconds: u64 },
 }
 
@@ -178,8 +180,8 @@ fn tls_config(ca_file: Option<&Path>) -> Result<Arc<ClientConfig>, MailSendError
                 path: path.display().to_string(),
                 detail,
             };
-            let certificates = CertificateDer::pem_file_iter(path)
-                .map_err(|e| ca_error(e.to_string()))?;
+            let certificates =
+                CertificateDer::pem_file_iter(path).map_err(|e| ca_error(e.to_string()))?;
             for certificate in certificates {
                 let certificate = certificate.map_err(|e| ca_error(e.to_string()))?;
                 roots
@@ -239,7 +241,10 @@ fn handshake(
     let mut tcp = tcp;
     while connection.is_handshaking() {
         connection.complete_io(&mut tcp).map_err(|e| {
-            if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) {
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ) {
                 tls_error("timed out".to_string())
             } else {
                 tls_error(e.to_string())
@@ -388,7 +393,12 @@ pub fn send_smtp(
         match connection.read(&mut buffer) {
             Ok(0) => client.handle_closed(),
             Ok(n) => client.handle_bytes(buffer.get(..n).unwrap_or_default()),
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
                 client.handle_timeout(smtp.read_timeout.as_secs())
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
