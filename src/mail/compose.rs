@@ -999,6 +999,30 @@ mod tests {
     }
 
     #[test]
+    fn unknown_contact_email_leaves_to_for_the_agent() {
+        let mut call = details();
+        call.contact_email = None;
+        call.contact_name = None;
+        let follow_up =
+            FollowUp::from_template(&FollowUpTemplate::default(), &call, ann()).expect("ok");
+        let draft = follow_up.draft_text();
+        assert!(draft.starts_with("To: \nSubject: "), "{draft}");
+        assert!(draft.contains("Hello +41 44 668 18 00,"), "{draft}");
+        assert_eq!(
+            FollowUp::from_draft(&draft, ann()),
+            Err(DraftError::MissingTo)
+        );
+        let filled = draft.replacen("To: ", "To: bob@example.org", 1);
+        let parsed = FollowUp::from_draft(&filled, ann()).expect("valid once filled in");
+        assert_eq!(parsed.recipients(), vec!["bob@example.org".to_string()]);
+        call.contact_email = Some("not-an-address".into());
+        assert!(matches!(
+            FollowUp::from_template(&FollowUpTemplate::default(), &call, ann()),
+            Err(DraftError::InvalidAddress { .. })
+        ));
+    }
+
+    #[test]
     fn draft_after_editing() {
         let edited = "to: \"Buyer, Bob\" <bob@example.org>,  zoë@example.net\r\n";
         assert_eq!(

@@ -63,6 +63,10 @@ pub enum MailSendError {
     },
     #[error("cannot use [email] ca_file {path}: {detail}: point it to a PEM file holding the CA certificate")]
     CaFile { path: String, detail: String },
+    #[error(
+        "cannot set up TLS: {detail}: this is a bug in ringside's TLS setup; please report it"
+    )]
+    TlsSetup { detail: String },
     #[error("cannot run sendmail {path}: {source}: install an MTA that provides it (e.g. apt-get install msmtp-mta or postfix) or set [email] sendmail path")]
     SendmailSpawn { path: String, source: io::Error },
     #[error("sendmail {path} failed ({status}): {stderr}: check the local MTA and its log")]
@@ -198,8 +202,7 @@ fn tls_config(ca_file: Option<&Path>) -> Result<Arc<ClientConfig>, MailSendError
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| MailSendError::CaFile {
-            path: String::from("(built-in roots)"),
+        .map_err(|e| MailSendError::TlsSetup {
             detail: e.to_string(),
         })?
         .with_root_certificates(roots)
