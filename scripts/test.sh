@@ -30,7 +30,7 @@ export PATH
 
 # ---------------------------------------------------------------------------------------------
 step "SIP peers (Debian packages)"
-PEER_PACKAGES=(sip-tester kamailio baresip-core sox iproute2 python3 tmux)
+PEER_PACKAGES=(sip-tester kamailio baresip-core sox iproute2 python3 tmux python3-aiosmtpd openssl)
 
 install_peers() {
 	local missing=() p

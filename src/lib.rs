@@ -8,6 +8,7 @@
 pub mod cli;
 pub mod config;
 pub mod lab;
+pub mod mail;
 pub mod media;
 pub mod net;
 pub mod queue;

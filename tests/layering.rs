@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-const CORE_DIRS: &[&str] = &["src/sip", "src/media", "src/queue", "src/lab"];
+const CORE_DIRS: &[&str] = &["src/sip", "src/media", "src/queue", "src/lab", "src/mail"];
 const FORBIDDEN: &[&str] = &[
     "tokio",
     "std::net",

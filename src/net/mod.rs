@@ -3,6 +3,7 @@
 pub mod ami;
 pub mod dashboard;
 pub mod lab;
+pub mod mail;
 pub mod rtp;
 pub mod setup;
 pub mod sip;

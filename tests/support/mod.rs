@@ -29,7 +29,11 @@ use serde_json::{json, Value};
 pub const REQUIRE_PEERS_ENV: &str = "RINGSIDE_REQUIRE_PEERS";
 
 /// The Debian packages the peer tests use (scripts/test.sh installs them).
-pub const PEER_PACKAGES: &str = "sip-tester kamailio baresip-core sox iproute2 python3 tmux";
+pub const PEER_PACKAGES: &str =
+    "sip-tester kamailio baresip-core sox iproute2 python3 tmux python3-aiosmtpd openssl";
+
+/// Debian's python3: `python3` on PATH may be a pyenv shim without Debian's modules.
+pub const DEBIAN_PYTHON: &str = "/usr/bin/python3";
 
 /// Directory with the peer scripts, configs and scenarios.
 pub fn peers_dir() -> PathBuf {
@@ -60,6 +64,8 @@ fn debian_package(bin: &str) -> &str {
 /// Tools the start scripts call besides the peer itself.
 fn script_helpers(bin: &str) -> &'static [&'static str] {
     match bin {
+        // The mail tests make a throwaway CA with the openssl CLI.
+        "python3-aiosmtpd" => &["openssl"],
         "sipp" | "baresip" => &["bash", "ss", "sox"],
         "kamailio" => &["bash", "ss"],
         _ => &[],
@@ -93,13 +99,27 @@ pub fn find_on_path(bin: &str) -> Option<PathBuf> {
     })
 }
 
+/// A peer named `python3-MODULE` is a Python module of Debian's python3, not a binary.
+fn peer_installed(name: &str) -> bool {
+    match name.strip_prefix("python3-") {
+        Some(module) => Command::new(DEBIAN_PYTHON)
+            .args(["-c", &format!("import {module}")])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success()),
+        None => find_on_path(name).is_some(),
+    }
+}
+
 /// True when `bin` (and the tools its start script needs) is installed. Otherwise prints
 /// `SKIPPED: <bin> not installed (apt-get install ...)` and returns false, or panics with that
 /// message when RINGSIDE_REQUIRE_PEERS is set.
 pub fn require_peer(bin: &str) -> bool {
     let missing: Vec<&str> = std::iter::once(bin)
         .chain(script_helpers(bin).iter().copied())
-        .filter(|b| find_on_path(b).is_none())
+        .filter(|b| !peer_installed(b))
         .collect();
     if missing.is_empty() {
         return true;
