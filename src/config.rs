@@ -18,6 +18,11 @@ use core::ops::RangeInclusive;
 use core::time::Duration;
 use std::path::{Path, PathBuf};
 
+use crate::mail::compose::FollowUpTemplate;
+use crate::mail::settings::{
+    EmailSettings, Security, SettingsError, SmtpSettings, Transport as MailTransport,
+    DEFAULT_SENDMAIL_PATH,
+};
 use crate::toml_check::{line_of, nearest, printable, show_value};
 use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
@@ -36,6 +41,8 @@ pub struct Config {
     pub ami: Option<AmiAccess>,
     /// The PBX's queues this agent can join, with their agent codes, in file order.
     pub queues: Vec<QueueCodesConfig>,
+    /// Follow-up email (`[email]`): SMTP or the system's sendmail.
+    pub email: Option<EmailSettings>,
 }
 
 /// The `[ui]` table.
@@ -401,10 +408,24 @@ pub enum ConfigError {
 }
 
 const SECTIONS: &[&str] = &[
-    "account", "network", "dial", "sip", "audio", "ui", "ami", "queues",
+    "account", "network", "dial", "sip", "audio", "ui", "ami", "queues", "email",
 ];
 const UI_KEYS: &[&str] = &["theme", "notifications", "keymap"];
 const AMI_KEYS: &[&str] = &["address", "user", "secret"];
+const EMAIL_KEYS: &[&str] = &[
+    "transport",
+    "host",
+    "port",
+    "security",
+    "user",
+    "password",
+    "from",
+    "ca_file",
+    "helo_name",
+    "sendmail_path",
+    "subject",
+    "body",
+];
 const AUDIO_KEYS: &[&str] = &[
     "device",
     "file_in",
@@ -639,6 +660,7 @@ impl<'a> Source<'a> {
                 "ui" => config.ui = self.ui(entries)?,
                 "ami" => config.ami = Some(self.ami(&section.name, entries)?),
                 "queues" => config.queues = self.queues(entries)?,
+                "email" => config.email = Some(self.email(&section.name, entries)?),
                 _ => config.sip = self.sip(entries)?,
             }
         }
@@ -673,7 +695,7 @@ impl<'a> Source<'a> {
         entry: &RawEntry,
         parsed: Result<T, Problem>,
     ) -> Result<T, ConfigError> {
-        let secret = (section == "account" && entry.key.get_ref() == "password")
+        let secret = (matches!(section, "account" | "email") && entry.key.get_ref() == "password")
             || (section == "ami" && entry.key.get_ref() == "secret");
         parsed.map_err(|Problem(problem)| ConfigError::Invalid {
             file: self.file.to_path_buf(),
@@ -835,6 +857,97 @@ impl<'a> Source<'a> {
             user: user.ok_or_else(|| missing("user"))?,
             secret: secret.ok_or_else(|| missing("secret"))?,
         })
+    }
+
+    fn email(
+        &self,
+        header: &Spanned<String>,
+        entries: &[RawEntry],
+    ) -> Result<EmailSettings, ConfigError> {
+        const S: &str = "email";
+        let mut sendmail = false;
+        let mut smtp = SmtpSettings::new("", Security::StartTls, "");
+        let mut port = None;
+        let mut sendmail_path = PathBuf::from(DEFAULT_SENDMAIL_PATH);
+        let mut template = FollowUpTemplate::default();
+        let mut from = None;
+        for entry in entries {
+            let value = &entry.value;
+            match self.known_key(S, EMAIL_KEYS, entry)? {
+                "transport" => sendmail = self.check(S, entry, email_transport(value))?,
+                "host" => smtp.host = self.check(S, entry, one_line_text(value))?,
+                "port" => {
+                    port = Some(self.check(S, entry, whole_number(value, 1..=65_535, "port"))?)
+                }
+                "security" => smtp.security = self.check(S, entry, email_security(value))?,
+                "user" => smtp.user = Some(self.check(S, entry, one_line_text(value))?),
+                "password" => smtp.password = Some(self.check(S, entry, password_text(value))?),
+                "from" => from = Some(self.check(S, entry, one_line_text(value))?),
+                "ca_file" => smtp.ca_file = Some(self.check(S, entry, file_path(value))?),
+                "helo_name" => smtp.helo_name = Some(self.check(S, entry, one_line_text(value))?),
+                "sendmail_path" => sendmail_path = self.check(S, entry, file_path(value))?,
+                "subject" => template.subject = self.check(S, entry, one_line_text(value))?,
+                _ => {
+                    template.body = self.check(
+                        S,
+                        entry,
+                        text(
+                            value,
+                            "expected the body template in quotes (\"\"\" for several lines)",
+                        )
+                        .map(str::to_owned),
+                    )?
+                }
+            }
+        }
+        let line_of_key = |key: &str| {
+            entries
+                .iter()
+                .find(|e| e.key.get_ref() == key)
+                .map_or_else(|| self.line(header), |e| self.line(&e.key))
+        };
+        let from = from.ok_or_else(|| ConfigError::Missing {
+            file: self.file.to_path_buf(),
+            line: self.line(header),
+            section: S,
+            key: "from",
+        })?;
+        smtp.port = port
+            .and_then(|p| u16::try_from(p).ok())
+            .unwrap_or_else(|| smtp.security.default_port());
+        let settings = EmailSettings {
+            transport: if sendmail {
+                MailTransport::Sendmail {
+                    path: sendmail_path,
+                    from,
+                }
+            } else {
+                smtp.from = from;
+                MailTransport::Smtp(smtp)
+            },
+            template,
+        };
+        settings.validate().map_err(|error| {
+            let key = match &error {
+                SettingsError::InvalidFrom { .. } => "from",
+                SettingsError::MissingHost => "host",
+                SettingsError::ZeroPort => "port",
+                SettingsError::PlainNotLoopback { .. } => "security",
+                SettingsError::UserWithoutPassword => "password",
+                SettingsError::PasswordWithoutUser => "user",
+                SettingsError::EmptySendmailPath => "sendmail_path",
+                SettingsError::Template(_) => "body",
+            };
+            ConfigError::Invalid {
+                file: self.file.to_path_buf(),
+                line: line_of_key(key),
+                section: S,
+                key: key.to_owned(),
+                value: None,
+                problem: error.to_string(),
+            }
+        })?;
+        Ok(settings)
     }
 
     fn queues(&self, entries: &[RawEntry]) -> Result<Vec<QueueCodesConfig>, ConfigError> {
@@ -1054,6 +1167,22 @@ fn auth_user(value: &toml::Value) -> Result<String, Problem> {
         return Err(Problem(PROBLEM.to_owned()));
     }
     Ok(text.to_owned())
+}
+
+/// `transport = "smtp" | "sendmail"`: true for sendmail.
+fn email_transport(value: &toml::Value) -> Result<bool, Problem> {
+    const PROBLEM: &str = "expected \"smtp\" or \"sendmail\"";
+    match text(value, PROBLEM)?.trim().to_ascii_lowercase().as_str() {
+        "smtp" => Ok(false),
+        "sendmail" => Ok(true),
+        _ => Err(Problem(PROBLEM.to_owned())),
+    }
+}
+
+fn email_security(value: &toml::Value) -> Result<Security, Problem> {
+    const PROBLEM: &str =
+        "expected \"starttls\" (port 587), \"tls\" (port 465) or \"plain\" (loopback only)";
+    Security::from_config_name(text(value, PROBLEM)?).ok_or_else(|| Problem(PROBLEM.to_owned()))
 }
 
 fn password_text(value: &toml::Value) -> Result<Secret, Problem> {
@@ -1670,11 +1799,11 @@ mod tests {
         );
         assert_eq!(
             error("[network]\nbind = \"0.0.0.0:0\"\n\n[acount]\n"),
-            "config.toml:4: unknown section [acount]: allowed sections are account, network, dial, sip, audio, ui, ami, queues\n  did you mean [account]?"
+            "config.toml:4: unknown section [acount]: allowed sections are account, network, dial, sip, audio, ui, ami, queues, email\n  did you mean [account]?"
         );
         assert_eq!(
             error("username = \"101\"\n"),
-            "config.toml:1: unknown section [username]: allowed sections are account, network, dial, sip, audio, ui, ami, queues"
+            "config.toml:1: unknown section [username]: allowed sections are account, network, dial, sip, audio, ui, ami, queues, email"
         );
         // A sub-table is an unknown key too, reported at its header.
         assert_eq!(
@@ -1776,6 +1905,67 @@ mod tests {
             message.starts_with("config.toml:4: [ami].secret"),
             "{message}"
         );
+    }
+
+    #[test]
+    fn the_email_section_smtp_sendmail_and_its_errors() {
+        let config = parse(
+            "[email]\nhost = \"smtp.example.com\"\nsecurity = \"tls\"\nuser = \"ann\"\n\
+             password = \"s3cret\"\nfrom = \"Ann Agent <ann@example.com>\"\n\
+             subject = \"Our call, {started}\"\n",
+        )
+        .expect("valid");
+        let email = config.email.expect("[email]");
+        match &email.transport {
+            MailTransport::Smtp(smtp) => {
+                assert_eq!((smtp.host.as_str(), smtp.port), ("smtp.example.com", 465));
+                assert_eq!(smtp.security, Security::Tls);
+                assert_eq!(smtp.user.as_deref(), Some("ann"));
+                assert_eq!(smtp.from, "Ann Agent <ann@example.com>");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(email.template.subject, "Our call, {started}");
+        assert!(!format!("{email:?}").contains("s3cret"));
+
+        let config = parse(
+            "[email]\ntransport = \"sendmail\"\nsendmail_path = \"/usr/lib/sendmail\"\nfrom = \"a@b.example\"\n",
+        )
+        .expect("valid");
+        assert!(matches!(
+            config.email.map(|e| e.transport),
+            Some(MailTransport::Sendmail { path, .. }) if path == Path::new("/usr/lib/sendmail")
+        ));
+
+        assert_eq!(
+            error("[email]\nhost = \"smtp.example.com\"\n"),
+            "config.toml:1: Missing parameter: [email].from\n  add from = \"...\" under [email]"
+        );
+        let message = error(
+            "[email]\nhost = \"smtp.example.com\"\nsecurity = \"plain\"\nfrom = \"a@b.example\"\n",
+        );
+        assert!(
+            message.starts_with("config.toml:3: [email].security: "),
+            "{message}"
+        );
+        assert!(
+            message.contains("only allowed to a loopback host"),
+            "{message}"
+        );
+        let message =
+            error("[email]\nhost = \"h.example\"\nfrom = \"a@b.example\"\nbody = \"Hi {name}\"\n");
+        assert!(
+            message.starts_with("config.toml:4: [email].body: "),
+            "{message}"
+        );
+        assert!(message.contains("{name}"), "{message}");
+        let message =
+            error("[email]\nhost = \"h.example\"\nfrom = \"a@b.example\"\npassword = 42\n");
+        assert!(
+            message.starts_with("config.toml:4: [email].password:"),
+            "{message}"
+        );
+        assert!(!message.contains("42"), "{message}");
     }
 
     #[test]
@@ -1943,10 +2133,11 @@ mod tests {
                     .and_then(|rest| rest.split(':').next())
                     .and_then(|digits| digits.parse::<usize>().ok());
                 let line = line.unwrap_or_else(|| panic!("no line in {message:?}"));
-                assert!(
-                    line >= 1 && line <= EXAMPLE[..end].lines().count().max(1),
-                    "{message}"
-                );
+                // An error at the very end (an unclosed string) is on the line after the
+                // last newline, the empty line editors show there.
+                let prefix = &EXAMPLE[..end];
+                let last_line = prefix.lines().count() + usize::from(prefix.ends_with('\n'));
+                assert!(line >= 1 && line <= last_line.max(1), "{message}");
             }
         }
     }
