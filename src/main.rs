@@ -617,6 +617,7 @@ fn run() -> anyhow::Result<i32> {
                         let mut sources = ringside::net::dashboard::Sources {
                             sip: Some(driver),
                             store: open_store(cli.data_dir.clone().or_else(data_dir)),
+                            email: config.email.clone(),
                             ..Default::default()
                         };
                         if let Some(access) = config.ami.clone() {
@@ -907,6 +908,8 @@ async fn run_demo_dashboard(
         queue_log: None,
         // The demo keeps its own history and contacts, apart from the user's.
         store: open_store(data_dir.map(|d| d.join("demo"))).map(|store| store.map(seed_demo_desk)),
+        // The demo sends no email: E says how to configure [email].
+        email: None,
     };
     let options = dashboard_options(app_config, ui, sources, vec!["support".to_owned()], false);
     let mut sink = std::io::sink();

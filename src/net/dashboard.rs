@@ -23,7 +23,9 @@ use ratatui::crossterm::{cursor, execute};
 use ratatui::Terminal;
 use tokio::sync::mpsc;
 
+use crate::mail::settings::EmailSettings;
 use crate::net::ami::{spawn as spawn_ami, AmiConfig, AmiHandle};
+use crate::net::follow_up;
 use crate::net::sip::{DriverCommand, DriverHandle, DriverOutput};
 use crate::queue::ami::QueueAmiEvent;
 use crate::queue::ami_client::{AmiAction, AmiClientEvent, QueueMonitor};
@@ -31,6 +33,7 @@ use crate::queue::report::ReportEvent;
 use crate::sip::ua::{self, CallId, UaEvent};
 use crate::store::{CallLog, Desk, DeskRequest, Store, StoreError};
 use crate::tui::app::{App, Command, Input, Mouse, MouseKind};
+use crate::tui::app::{EmailDraft, EmailRequest};
 use crate::tui::keymap::Key;
 use crate::tui::theme::Theme;
 use crate::tui::view;
@@ -54,6 +57,8 @@ pub struct Sources {
     /// The local store: every call of this agent goes into its history. An error here is shown
     /// at start, and the dashboard runs without history.
     pub store: Option<Result<Store, StoreError>>,
+    /// `[email]`: where follow-up emails go (none: `E` says how to set it up).
+    pub email: Option<EmailSettings>,
 }
 
 pub struct DashboardOptions {
@@ -137,11 +142,21 @@ impl Drop for TerminalGuard {
 }
 
 /// Reads terminal events on a thread of its own (crossterm's reader blocks), until `stop`.
-fn spawn_terminal_reader(tx: mpsc::UnboundedSender<TermEvent>, stop: Arc<AtomicBool>) {
+fn spawn_terminal_reader(
+    tx: mpsc::UnboundedSender<TermEvent>,
+    stop: Arc<AtomicBool>,
+    gate: Arc<InputGate>,
+) {
     let spawned = std::thread::Builder::new()
         .name("terminal-input".into())
         .spawn(move || {
             while !stop.load(Ordering::Relaxed) {
+                if gate.paused.load(Ordering::SeqCst) {
+                    gate.parked.store(true, Ordering::SeqCst);
+                    std::thread::sleep(Duration::from_millis(20));
+                    continue;
+                }
+                gate.parked.store(false, Ordering::SeqCst);
                 match term_event::poll(INPUT_POLL) {
                     Ok(true) => match term_event::read() {
                         Ok(event) => {
@@ -164,6 +179,62 @@ fn spawn_terminal_reader(tx: mpsc::UnboundedSender<TermEvent>, stop: Arc<AtomicB
         });
     if let Err(error) = spawned {
         tracing::error!(%error, "cannot start the terminal reader");
+    }
+}
+
+/// Sends a follow-up on a worker thread (SMTP and sendmail block); the outcome comes back as
+/// [`Input::EmailSent`].
+fn spawn_send(settings: EmailSettings, draft: EmailDraft, results: mpsc::UnboundedSender<Input>) {
+    let worker = std::thread::Builder::new()
+        .name("mail".into())
+        .spawn(move || {
+            let result = settings
+                .from_mailbox()
+                .map_err(|e| e.to_string())
+                .and_then(|from| {
+                    crate::mail::compose::FollowUp::from_draft(&draft.text, from)
+                        .map_err(|e| e.to_string())
+                })
+                .and_then(|follow_up| {
+                    crate::net::mail::send_follow_up(&settings, &follow_up)
+                        .map(|sent| {
+                            let to: Vec<String> =
+                                follow_up.to.iter().map(ToString::to_string).collect();
+                            tracing::info!(message_id = %sent.message_id, recipients = sent.recipients, "follow-up sent");
+                            format!("Email sent to {}", to.join(", "))
+                        })
+                        .map_err(|e| e.to_string())
+                });
+            if let Err(error) = &result {
+                tracing::warn!(%error, "follow-up not sent");
+            }
+            let _ = results.send(Input::EmailSent { result, draft });
+        });
+    if let Err(error) = worker {
+        tracing::error!(%error, "cannot start the mail worker");
+    }
+}
+
+/// Lets the run loop take the terminal back from the reader thread (to run `$EDITOR`).
+#[derive(Default)]
+struct InputGate {
+    paused: AtomicBool,
+    /// Set by the reader once it has stopped reading.
+    parked: AtomicBool,
+}
+
+impl InputGate {
+    /// Stops the reader and waits (a poll interval at most) until it no longer reads.
+    async fn pause(&self) {
+        self.paused.store(true, Ordering::SeqCst);
+        let deadline = Instant::now() + INPUT_POLL * 2;
+        while !self.parked.load(Ordering::SeqCst) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    fn resume(&self) {
+        self.paused.store(false, Ordering::SeqCst);
     }
 }
 
@@ -265,6 +336,11 @@ struct Drive {
     code_calls: HashMap<CallId, CodeCall>,
     monitor: QueueMonitor,
     store: Option<(Store, Desk)>,
+    email: Option<EmailSettings>,
+    /// Follow-ups waiting for the editor (it needs the terminal, which the run loop owns).
+    editor_jobs: VecDeque<EmailRequest>,
+    /// Where send workers report.
+    mail_results: mpsc::UnboundedSender<Input>,
     bell: bool,
     notify: bool,
     connect_on_register: Vec<String>,
@@ -339,6 +415,38 @@ impl Drive {
             Command::Desk(request) => {
                 return self.desk_request(app, request);
             }
+            Command::ComposeEmail(request) => match &self.email {
+                Some(_) => {
+                    self.editor_jobs.push_back(request);
+                    None
+                }
+                None => Some(
+                    "Follow-up email needs an [email] section in the config (an SMTP server or sendmail): see config.example.toml"
+                        .to_owned(),
+                ),
+            },
+            Command::SendEmail {
+                draft,
+                contact,
+                activity,
+            } => match &self.email {
+                Some(settings) => {
+                    spawn_send(
+                        settings.clone(),
+                        EmailDraft {
+                            to: String::new(),
+                            subject: String::new(),
+                            problem: None,
+                            text: draft,
+                            contact,
+                            activity,
+                        },
+                        self.mail_results.clone(),
+                    );
+                    None
+                }
+                None => Some("Follow-up email needs an [email] section in the config".to_owned()),
+            },
             Command::Bell => {
                 *bell = self.bell;
                 None
@@ -365,6 +473,54 @@ impl Drive {
             follow_up.extend(app.update(Input::Desk(update)));
         }
         follow_up
+    }
+
+    /// The follow-up's draft in `$EDITOR`: the terminal is handed over (reader parked, raw
+    /// mode and the alternate screen left) while the editor runs on a blocking thread, so the
+    /// SIP driver keeps answering meanwhile; then the dashboard is drawn afresh.
+    async fn edit_follow_up<W: Write>(
+        &mut self,
+        request: &EmailRequest,
+        gate: &InputGate,
+        terminal: &mut Terminal<CrosstermBackend<W>>,
+    ) -> Input {
+        let Some(settings) = self.email.clone() else {
+            return Input::CommandFailed("Follow-up email needs an [email] section".to_owned());
+        };
+        let now = history_now();
+        let store = self.store.as_ref().map(|(store, _)| store);
+        let offset = self
+            .store
+            .as_ref()
+            .map_or(0, |(_, desk)| desk.utc_offset_s());
+        let text = match follow_up::draft_for(&settings, store, request, now, offset) {
+            Ok(text) => text,
+            Err(error) => return Input::CommandFailed(format!("Follow-up email: {error}")),
+        };
+        let path = follow_up::draft_path(store.map(Store::path), now);
+        gate.pause().await;
+        restore_terminal();
+        let edited = tokio::task::spawn_blocking(move || follow_up::edit(&path, &text)).await;
+        let reentered = enable_raw_mode().and_then(|()| {
+            execute!(
+                io::stdout(),
+                EnterAlternateScreen,
+                EnableMouseCapture,
+                cursor::Hide
+            )
+        });
+        if let Err(error) = reentered {
+            tracing::error!(%error, "cannot take the terminal back after the editor");
+        }
+        let _ = terminal.clear();
+        gate.resume();
+        match edited {
+            Ok(Ok(text)) => Input::EmailDraft(follow_up::read_draft(&settings, text, request)),
+            Ok(Err(error)) => Input::CommandFailed(format!("Follow-up email: {error}")),
+            Err(error) => {
+                Input::CommandFailed(format!("Follow-up email: the editor task failed: {error}"))
+            }
+        }
     }
 
     async fn ami_action(&mut self, action: AmiAction) -> Option<String> {
@@ -587,7 +743,9 @@ pub async fn run<E: std::fmt::Display>(
 
     let stop = Arc::new(AtomicBool::new(false));
     let (term_tx, mut term_rx) = mpsc::unbounded_channel();
-    spawn_terminal_reader(term_tx, stop.clone());
+    let gate = Arc::new(InputGate::default());
+    spawn_terminal_reader(term_tx, stop.clone(), gate.clone());
+    let (mail_tx, mut mail_rx) = mpsc::unbounded_channel();
     let (log_tx, mut log_rx) = mpsc::unbounded_channel();
     let (warn_tx, mut warn_rx) = mpsc::unbounded_channel();
     if let Some(path) = sources.queue_log.clone() {
@@ -636,6 +794,9 @@ pub async fn run<E: std::fmt::Display>(
         code_calls: HashMap::new(),
         monitor: QueueMonitor::new(),
         store,
+        email: sources.email,
+        editor_jobs: VecDeque::new(),
+        mail_results: mail_tx,
         bell: true,
         notify: desktop_notifications,
         connect_on_register,
@@ -667,6 +828,7 @@ pub async fn run<E: std::fmt::Display>(
             }
             Some(event) = log_rx.recv() => vec![Input::Report(event)],
             Some(warning) = warn_rx.recv() => vec![Input::CommandFailed(warning)],
+            Some(input) = mail_rx.recv() => vec![input],
             () = tokio::time::sleep_until(next_tick.into()) => {
                 next_tick = next_second(Instant::now());
                 vec![Input::Tick { epoch_ms: epoch_ms() }]
@@ -684,6 +846,11 @@ pub async fn run<E: std::fmt::Display>(
         let mut ring_bell = false;
         for input in inputs {
             let commands = app.update(input);
+            drive.carry_out(&mut app, commands, &mut ring_bell).await;
+        }
+        while let Some(job) = drive.editor_jobs.pop_front() {
+            let draft = drive.edit_follow_up(&job, &gate, &mut terminal).await;
+            let commands = app.update(draft);
             drive.carry_out(&mut app, commands, &mut ring_bell).await;
         }
         if app.is_quitting() {

@@ -2,6 +2,7 @@
 
 pub mod ami;
 pub mod dashboard;
+pub mod follow_up;
 pub mod lab;
 pub mod mail;
 pub mod rtp;

@@ -125,6 +125,11 @@ impl Desk {
         }
     }
 
+    /// The local time's offset from UTC, seconds.
+    pub fn utc_offset_s(&self) -> i32 {
+        i32::try_from(self.utc_offset_s).unwrap_or(0)
+    }
+
     pub fn assignee(&self) -> &str {
         &self.assignee
     }

@@ -19,7 +19,10 @@ use crate::queue::report::{ReportEvent, ReportKind};
 use crate::queue::stats::{QueueStats, StatsBuilder, StatsConfig};
 use crate::sip::ua::{self, CallDirection, CallId, CallInfo, CallState, EndedBy, UaEvent};
 
-use crate::store::{ActivityId, CivilDate, Contact, DeskRequest, DeskUpdate, SearchFor};
+use crate::store::{
+    ActivityId, ActivityKind, CallRowId, CivilDate, Contact, ContactId, DeskRequest, DeskUpdate,
+    NewActivity, SearchFor,
+};
 
 use super::desk::{ActivityForm, Desk, FormOutcome, FormSave};
 use super::keymap::{Action, Facts, Key, KeyCode, Keymap};
@@ -115,6 +118,32 @@ impl Default for AppConfig {
     }
 }
 
+/// A follow-up email to compose: who it is for and which call or activity it follows.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct EmailRequest {
+    pub contact: Option<ContactId>,
+    /// Who, as the tab showed it (for notices).
+    pub name: String,
+    pub number: Option<String>,
+    pub call: Option<CallRowId>,
+    /// The email activity it comes from (its note is the draft; done once sent).
+    pub activity: Option<ActivityId>,
+    /// A draft to edit again instead of a fresh one from the template.
+    pub draft: Option<String>,
+}
+
+/// A draft back from the editor, read and checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmailDraft {
+    pub text: String,
+    pub to: String,
+    pub subject: String,
+    /// Why it cannot be sent as it is (no recipient, a bad address...).
+    pub problem: Option<String>,
+    pub contact: Option<ContactId>,
+    pub activity: Option<ActivityId>,
+}
+
 /// A mouse event, already in terminal cells.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MouseKind {
@@ -166,6 +195,13 @@ pub enum Input {
     Voicemail(Option<u32>),
     /// The store's answer for the tabs.
     Desk(DeskUpdate),
+    /// A follow-up email came back from the editor.
+    EmailDraft(EmailDraft),
+    /// A follow-up was sent (the notice text), or was not (why).
+    EmailSent {
+        result: Result<String, String>,
+        draft: EmailDraft,
+    },
     /// The wall clock, once a second or so: epoch milliseconds.
     Tick {
         epoch_ms: u64,
@@ -212,6 +248,14 @@ pub enum Command {
     Snapshot,
     /// Read or change the store behind the tabs.
     Desk(DeskRequest),
+    /// Compose a follow-up email in $EDITOR.
+    ComposeEmail(EmailRequest),
+    /// Send an edited follow-up (on a worker: the answer comes back as a notice).
+    SendEmail {
+        draft: String,
+        contact: Option<ContactId>,
+        activity: Option<ActivityId>,
+    },
     /// Ring the terminal bell.
     Bell,
     Quit,
@@ -563,6 +607,8 @@ pub enum Modal {
         activity: ActivityId,
         summary: String,
     },
+    /// An edited follow-up: send now, later (an activity), edit again, or discard.
+    SendChoice(EmailDraft),
 }
 
 /// The event stream: a bounded ring of report events with its filters and scroll state.
@@ -826,6 +872,23 @@ impl App {
                 self.ask_caller_names(&mut out);
             }
             Input::Desk(update) => self.on_desk(update),
+            Input::EmailDraft(draft) => self.modal = Some(Modal::SendChoice(draft)),
+            Input::EmailSent { result, draft } => match result {
+                Ok(text) => {
+                    self.info(text);
+                    if let Some(id) = draft.activity {
+                        out.push(Command::Desk(DeskRequest::MarkDone(id)));
+                    }
+                }
+                Err(error) => {
+                    // Nothing typed is lost: the draft waits in Next Activities.
+                    self.alert(format!(
+                        "Email not sent: {error}. Kept in Next Activities: E on it to try again"
+                    ));
+                    let keep = self.send_later(draft);
+                    out.push(keep);
+                }
+            },
             Input::Report(event) => {
                 self.events.push(event);
                 self.stats_stale = true;
@@ -1265,6 +1328,12 @@ impl App {
                 self.open_prompt(PromptPurpose::Search, current);
             }
             Action::CallSelected => self.call_selected(out),
+            Action::FollowUpEmail => {
+                if let Some(request) = self.email_request() {
+                    self.info(format!("Composing a follow-up to {}…", request.name));
+                    out.push(Command::ComposeEmail(request));
+                }
+            }
             Action::MarkDone => {
                 if let Some(item) = self.desk.selected_activity() {
                     out.push(Command::Desk(DeskRequest::MarkDone(item.activity.id)));
@@ -1522,6 +1591,12 @@ impl App {
                         self.alert(format!("{} has no phone number", contact.name));
                     }
                 }
+                KeyCode::Char('E') => out.push(Command::ComposeEmail(EmailRequest {
+                    contact: Some(contact.id),
+                    name: contact.name.clone(),
+                    number: contact.primary_number().map(str::to_owned),
+                    ..EmailRequest::default()
+                })),
                 KeyCode::Char('s') => {
                     let today = self.today();
                     self.modal = Some(Modal::Form(ActivityForm::schedule(
@@ -1546,6 +1621,29 @@ impl App {
                     self.info(format!("Still planned: {summary}"));
                 }
                 _ => self.modal = Some(Modal::ConfirmDone { activity, summary }),
+            },
+            Modal::SendChoice(draft) => match key.code {
+                KeyCode::Char('s') | KeyCode::Enter if draft.problem.is_none() => {
+                    self.info(format!("Sending to {}…", draft.to));
+                    out.push(Command::SendEmail {
+                        draft: draft.text,
+                        contact: draft.contact,
+                        activity: draft.activity,
+                    });
+                }
+                KeyCode::Char('l') => {
+                    let command = self.send_later(draft);
+                    out.push(command);
+                }
+                KeyCode::Char('e') => out.push(Command::ComposeEmail(EmailRequest {
+                    contact: draft.contact,
+                    name: draft.to.clone(),
+                    activity: draft.activity,
+                    draft: Some(draft.text),
+                    ..EmailRequest::default()
+                })),
+                KeyCode::Esc | KeyCode::Char('d') => self.info("Draft discarded"),
+                _ => self.modal = Some(Modal::SendChoice(draft)),
             },
             Modal::ConfirmQuit => match key.code {
                 KeyCode::Char('y' | 'Y') | KeyCode::Enter => {
@@ -1888,6 +1986,72 @@ impl App {
             self.pending_activity_call = Some((target.clone(), id, summary));
         }
         out.push(Command::Sip(ua::Command::Dial { target }));
+    }
+
+    /// `E` on a tab row: a follow-up to the row's contact, about its call if it is one.
+    fn email_request(&self) -> Option<EmailRequest> {
+        match self.tab {
+            Tab::Recent => self.desk.selected_call().map(|call| EmailRequest {
+                contact: call.contact_id,
+                name: super::desk::call_party(call).to_owned(),
+                number: Some(call.remote_number.clone()),
+                call: Some(call.id),
+                ..EmailRequest::default()
+            }),
+            Tab::NextActivities => self.desk.selected_activity().map(|item| {
+                let activity = &item.activity;
+                // An email planned for later carries its draft in the note.
+                let draft = (activity.kind == ActivityKind::Email
+                    && activity.note.starts_with("To:"))
+                .then(|| activity.note.clone());
+                EmailRequest {
+                    contact: activity.contact_id,
+                    name: item
+                        .contact
+                        .as_ref()
+                        .map_or_else(|| activity.summary.clone(), |c| c.name.clone()),
+                    number: item.number().map(str::to_owned),
+                    activity: draft.is_some().then_some(activity.id),
+                    draft,
+                    ..EmailRequest::default()
+                }
+            }),
+            Tab::Contacts => self.desk.selected_contact().map(|contact| EmailRequest {
+                contact: Some(contact.id),
+                name: contact.name.clone(),
+                number: contact.primary_number().map(str::to_owned),
+                ..EmailRequest::default()
+            }),
+        }
+    }
+
+    /// "Send later": the draft becomes an email activity due today, its note the draft.
+    fn send_later(&mut self, draft: EmailDraft) -> Command {
+        let summary = match (draft.to.is_empty(), draft.subject.is_empty()) {
+            (false, false) => format!("Email {}: {}", draft.to, draft.subject),
+            (false, true) => format!("Email {}", draft.to),
+            _ => "Send a follow-up email".to_owned(),
+        };
+        Command::Desk(match draft.activity {
+            // Already an activity: keep it, with the edited draft.
+            Some(id) => DeskRequest::Edit {
+                id,
+                edit: crate::store::ActivityEdit {
+                    summary,
+                    due: self.today(),
+                    note: draft.text,
+                },
+            },
+            None => DeskRequest::Schedule(NewActivity {
+                kind: ActivityKind::Email,
+                summary,
+                due: self.today(),
+                note: draft.text,
+                linked_record: String::new(),
+                assignee: String::new(),
+                contact_id: draft.contact,
+            }),
+        })
     }
 
     /// `s`: the schedule form for the selected row's contact.
@@ -3442,5 +3606,120 @@ pub(crate) mod tests {
         let midnight = (T0_MS / 86_400_000 + 1) * 86_400_000;
         let out = app.update(Input::Tick { epoch_ms: midnight });
         assert_eq!(desk_requests(&out), [DeskRequest::Refresh]);
+    }
+
+    fn draft(activity: Option<ActivityId>, problem: Option<&str>) -> EmailDraft {
+        EmailDraft {
+            text: "To: Chen Wei <chen@example.org>\nSubject: Our call\n\nHello\n".into(),
+            to: "Chen Wei <chen@example.org>".into(),
+            subject: "Our call".into(),
+            problem: problem.map(str::to_owned),
+            contact: Some(ContactId(3)),
+            activity,
+        }
+    }
+
+    #[test]
+    fn e_composes_a_follow_up_about_the_selected_call_and_the_draft_is_sent_or_kept() {
+        let mut app = desk_app();
+        app.tab = Tab::Recent;
+        let out = app.update(key('E'));
+        let call = app.desk.recent[0].id;
+        match out.as_slice() {
+            [Command::ComposeEmail(request)] => {
+                assert_eq!(request.call, Some(call));
+                assert_eq!(request.contact, app.desk.recent[0].contact_id);
+                assert_eq!(request.name, "Martin Dupont");
+                assert_eq!(request.draft, None);
+            }
+            other => panic!("{other:?}"),
+        }
+        // Back from the editor: send now.
+        app.update(Input::EmailDraft(draft(None, None)));
+        assert!(matches!(app.modal, Some(Modal::SendChoice(_))));
+        match app.update(key('s')).as_slice() {
+            [Command::SendEmail { draft, contact, .. }] => {
+                assert!(draft.starts_with("To: Chen Wei"));
+                assert_eq!(*contact, Some(ContactId(3)));
+            }
+            other => panic!("{other:?}"),
+        }
+        // A draft with a problem cannot be sent; l keeps it as an email activity for today.
+        app.update(Input::EmailDraft(draft(None, Some("no recipient"))));
+        assert!(desk_requests(&app.update(key('s'))).is_empty());
+        assert!(matches!(app.modal, Some(Modal::SendChoice(_))));
+        match desk_requests(&app.update(key('l'))).as_slice() {
+            [DeskRequest::Schedule(new)] => {
+                assert_eq!(new.kind, ActivityKind::Email);
+                assert_eq!(new.summary, "Email Chen Wei <chen@example.org>: Our call");
+                assert_eq!(new.due, app.today());
+                assert!(new.note.starts_with("To: Chen Wei"));
+            }
+            other => panic!("{other:?}"),
+        }
+        // e edits the same draft again.
+        app.update(Input::EmailDraft(draft(None, None)));
+        match app.update(key('e')).as_slice() {
+            [Command::ComposeEmail(request)] => {
+                assert!(request
+                    .draft
+                    .as_deref()
+                    .is_some_and(|d| d.ends_with("Hello\n")));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_kept_email_is_sent_from_its_activity_and_a_failed_send_is_kept() {
+        let mut app = desk_app();
+        app.tab = Tab::NextActivities;
+        // The sample's email activity has no draft: E composes a fresh one for its contact.
+        app.update(code(KeyCode::Down));
+        app.update(code(KeyCode::Down));
+        match app.update(key('E')).as_slice() {
+            [Command::ComposeEmail(request)] => {
+                assert_eq!(request.name, "Chen Wei");
+                assert_eq!(request.activity, None);
+            }
+            other => panic!("{other:?}"),
+        }
+        // One with its draft in the note: E edits that draft, and sending marks it done.
+        app.desk.activities[2].activity.note = draft(None, None).text;
+        let id = app.desk.activities[2].activity.id;
+        match app.update(key('E')).as_slice() {
+            [Command::ComposeEmail(request)] => {
+                assert_eq!(request.activity, Some(id));
+                assert_eq!(
+                    request.draft.as_deref(),
+                    Some(draft(None, None).text.as_str())
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        let out = app.update(Input::EmailSent {
+            result: Ok("Email sent to Chen Wei <chen@example.org>".into()),
+            draft: draft(Some(id), None),
+        });
+        assert_eq!(desk_requests(&out), [DeskRequest::MarkDone(id)]);
+        // A failure keeps the draft: the activity is updated, a new one made otherwise.
+        let out = app.update(Input::EmailSent {
+            result: Err("cannot connect to SMTP server".into()),
+            draft: draft(Some(id), None),
+        });
+        assert!(
+            matches!(desk_requests(&out).as_slice(), [DeskRequest::Edit { id: i, .. }] if *i == id)
+        );
+        assert!(app.notice.as_ref().is_some_and(
+            |n| n.level == NoticeLevel::Alert && n.text.contains("Kept in Next Activities")
+        ));
+        let out = app.update(Input::EmailSent {
+            result: Err("refused".into()),
+            draft: draft(None, None),
+        });
+        assert!(matches!(
+            desk_requests(&out).as_slice(),
+            [DeskRequest::Schedule(_)]
+        ));
     }
 }

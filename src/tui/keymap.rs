@@ -482,6 +482,7 @@ actions! {
     EditActivity = "activity_edit", "edit", ActivityRow, Desk, true, [k('e')], "Edit the selected activity (summary, due date, note)";
     CancelActivity = "activity_cancel", "cancel", ActivityRow, Desk, true, [code(KeyCode::Delete)], "Cancel the selected activity";
     Schedule = "schedule", "schedule", TabRow, Desk, true, [k('s')], "Schedule an activity for the selected row's contact (a call tomorrow unless changed)";
+    FollowUpEmail = "follow_up_email", "email", TabRow, Desk, true, [k('E')], "Compose a follow-up email to the selected row's contact in $EDITOR";
     ContactCard = "contact_card", "card", ContactRow, Desk, true, [k('i')], "Show the selected contact's card";
     FilterMissed = "filter_missed", "missed", RecentTab, Desk, true, [k('M')], "Show only missed calls, or every call again";
     Search = "search", "search", Always, General, true, [k('/')], "Filter queues, agents and events by text (in Contacts: search contacts as you type)";
@@ -863,10 +864,24 @@ pub fn bar(app: &App) -> Vec<(String, &'static str)> {
             ("Enter", "save"),
             ("Esc", "cancel"),
         ]),
-        Some(Modal::Card { .. }) => {
-            fixed(&[("Enter", "call"), ("s", "schedule"), ("Esc", "close")])
-        }
+        Some(Modal::Card { .. }) => fixed(&[
+            ("Enter", "call"),
+            ("E", "email"),
+            ("s", "schedule"),
+            ("Esc", "close"),
+        ]),
         Some(Modal::ConfirmDone { .. }) => fixed(&[("y", "mark done"), ("n", "keep it planned")]),
+        Some(Modal::SendChoice(draft)) if draft.problem.is_some() => fixed(&[
+            ("e", "edit again"),
+            ("l", "keep for later"),
+            ("Esc", "discard"),
+        ]),
+        Some(Modal::SendChoice(_)) => fixed(&[
+            ("s", "send now"),
+            ("l", "send later"),
+            ("e", "edit again"),
+            ("Esc", "discard"),
+        ]),
     }
 }
 

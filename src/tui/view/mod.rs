@@ -163,6 +163,7 @@ pub fn draw_into(buf: &mut Buffer, area: Rect, app: &App, theme: &Theme) {
         Some(Modal::ConfirmDone { summary, .. }) => {
             tabs::draw_confirm_done(buf, area, summary, theme)
         }
+        Some(Modal::SendChoice(draft)) => tabs::draw_send_choice(buf, area, draft, theme),
         None => {
             if app.ringing_call().is_some() {
                 draw_incoming(buf, area, app, theme);
@@ -806,6 +807,22 @@ mod tests {
         app.update(code(KeyCode::Down));
         app.update(code(KeyCode::Down));
         insta::assert_snapshot!("dial_suggestions", screen(&app, 80, 24));
+        app.update(code(KeyCode::Esc));
+        app.update(Input::EmailDraft(crate::tui::app::EmailDraft {
+            text: "To: \nSubject: Following up on our call\n\nHello,\n\nthank you for your time.\n"
+                .into(),
+            to: String::new(),
+            subject: "Following up on our call".into(),
+            problem: Some("the draft has no recipient: fill in the To: line".into()),
+            contact: None,
+            activity: None,
+        }));
+        let text = screen(&app, 80, 24);
+        assert!(
+            text.contains("(nobody yet)") && text.contains("keep for later"),
+            "{text}"
+        );
+        insta::assert_snapshot!("follow_up_send_choice", text);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use ratatui::widgets::{Paragraph, Widget};
 use super::popups::{line, popup};
 use super::{cell, cell_right, columns, list_offset, over, pane_block};
 use crate::store::{Activity, CallOutcome, CivilDate, Contact};
-use crate::tui::app::{clock_duration, clock_time, App, Pane, Tab};
+use crate::tui::app::{clock_duration, clock_time, App, EmailDraft, Pane, Tab};
 use crate::tui::desk::{call_party, direction_arrow, kind_label, outcome_label, ActivityForm};
 use crate::tui::theme::{Roles, Theme};
 
@@ -412,4 +412,63 @@ pub fn draw_confirm_done(buf: &mut Buffer, area: Rect, summary: &str, theme: &Th
             Span::styled(" keep it planned", over(roles.popup)),
         ]),
     );
+}
+
+/// An edited follow-up: to whom, the subject, the start of the body, and what to do with it.
+pub fn draw_send_choice(buf: &mut Buffer, area: Rect, draft: &EmailDraft, theme: &Theme) {
+    let roles = &theme.roles;
+    let inner = popup(buf, area, 72, 14, "Follow-up email", theme);
+    let field = |label: &str, value: &str| {
+        Line::from(vec![
+            Span::styled(format!("{label:<8} "), over(roles.dim)),
+            Span::styled(value.to_owned(), over(roles.input)),
+        ])
+    };
+    let to = if draft.to.is_empty() {
+        "(nobody yet)"
+    } else {
+        &draft.to
+    };
+    line(buf, inner, 0, field("To", to));
+    line(buf, inner, 1, field("Subject", &draft.subject));
+    let body = draft.text.split_once("\n\n").map_or("", |(_, body)| body);
+    let body_rows = inner.height.saturating_sub(6);
+    for (i, text) in body.lines().take(usize::from(body_rows)).enumerate() {
+        let row = 3 + u16::try_from(i).unwrap_or(u16::MAX);
+        line(
+            buf,
+            inner,
+            row,
+            Line::from(Span::styled(text.to_owned(), over(roles.popup))),
+        );
+    }
+    let last = inner.height.saturating_sub(1);
+    if let Some(problem) = &draft.problem {
+        line(
+            buf,
+            inner,
+            last.saturating_sub(1),
+            Line::from(Span::styled(problem.clone(), over(roles.alert))),
+        );
+    }
+    let mut keys = Vec::new();
+    let choices: &[(&str, &str)] = if draft.problem.is_some() {
+        &[
+            ("e", "edit again"),
+            ("l", "keep for later"),
+            ("Esc", "discard"),
+        ]
+    } else {
+        &[
+            ("s", "send now"),
+            ("l", "send later"),
+            ("e", "edit again"),
+            ("Esc", "discard"),
+        ]
+    };
+    for (key, label) in choices {
+        keys.push(Span::styled(format!(" {key} "), roles.key));
+        keys.push(Span::styled(format!(" {label}   "), over(roles.popup)));
+    }
+    line(buf, inner, last, Line::from(keys));
 }
