@@ -10,7 +10,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use ringside::store::{ActivityKind, CallOutcome, CivilDate, NewActivity, NewContact, Store};
+use ringside::store::{
+    ActivityKind, CallDirection, CallFinish, CallOutcome, CallStart, CivilDate, NewActivity,
+    NewContact, Store,
+};
 use support::{require_peer, wait_until};
 
 /// A tmux server of our own (its own socket), killed when dropped.
@@ -197,6 +200,12 @@ fn work_dir(name: &str) -> PathBuf {
 /// The command line of agent 101's console on `lab`, with [ami] and both queues' codes, its
 /// data and config under `dir`.
 fn agent_command(dir: &Path, lab: &LabProcess) -> String {
+    agent_command_with(dir, lab, "", "")
+}
+
+/// [`agent_command`] with more config (`extra`, appended) and environment (`env`, `NAME=value`
+/// words before the program).
+fn agent_command_with(dir: &Path, lab: &LabProcess, extra: &str, env: &str) -> String {
     let config = dir.join("config.toml");
     std::fs::write(
         &config,
@@ -205,14 +214,14 @@ fn agent_command(dir: &Path, lab: &LabProcess) -> String {
              [network]\nbind = \"127.0.0.1:0\"\n[audio]\ndevice = \"none\"\n\
              [ami]\naddress = \"{ami}\"\nuser = \"lab\"\nsecret = \"lab\"\n\
              [queues]\nsupport = {{ login = \"*600\", logout = \"*601\" }}\n\
-             sales = {{ login = \"*700\", logout = \"*701\" }}\n",
+             sales = {{ login = \"*700\", logout = \"*701\" }}\n{extra}",
             sip = lab.sip,
             ami = lab.ami
         ),
     )
     .expect("config");
     format!(
-        "env XDG_CONFIG_HOME={d}/cfg XDG_DATA_HOME={d}/data {bin} --config {c} --log-file {d}/ringside.log",
+        "env XDG_CONFIG_HOME={d}/cfg XDG_DATA_HOME={d}/data {env} {bin} --config {c} --log-file {d}/ringside.log",
         d = dir.display(),
         bin = env!("CARGO_BIN_EXE_ringside"),
         c = config.display()
@@ -541,4 +550,177 @@ fn the_tabs_work_with_keys_alone_and_the_history_survives_a_kill_9() {
         ["Call Jean Dupont"],
         "the done one is gone, the scheduled one kept"
     );
+}
+
+/// tests/peers/smtp-sink.py (Debian's aiosmtpd) on a free loopback port, storing what it
+/// accepts in `store`; killed when dropped.
+struct SmtpSink {
+    child: Child,
+    port: u16,
+}
+
+impl SmtpSink {
+    fn start(dir: &Path, store: &Path) -> SmtpSink {
+        let port = std::net::TcpListener::bind(("127.0.0.1", 0))
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port");
+        let log = dir.join("smtp-sink.log");
+        let child = Command::new(support::DEBIAN_PYTHON)
+            .arg(support::peers_dir().join("smtp-sink.py"))
+            .args(["--port", &port.to_string(), "--store"])
+            .arg(store)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&log).expect("sink log"))
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("smtp-sink.py starts");
+        let sink = SmtpSink { child, port };
+        let ready = wait_until(Duration::from_secs(15), || {
+            std::fs::read_to_string(&log).is_ok_and(|t| t.lines().any(|l| l == "ready"))
+        });
+        assert!(ready, "smtp-sink.py did not start");
+        sink
+    }
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The messages the sink stored, in arrival order.
+fn stored_messages(mailbox: &Path) -> Vec<String> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(mailbox)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "eml"))
+                .collect()
+        })
+        .unwrap_or_default();
+    found.sort();
+    found
+        .iter()
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .collect()
+}
+
+#[test]
+fn a_follow_up_email_goes_through_the_editor_to_a_real_smtp_server() {
+    if !require_peer("tmux") || !require_peer("python3-aiosmtpd") {
+        return;
+    }
+    let dir = work_dir("e2e-email");
+    let lab = LabProcess::start(&dir, 0);
+    let mailbox = dir.join("mailbox");
+    let sink = SmtpSink::start(&dir, &mailbox);
+    // A contact with an email and one answered call with them, in Recent.
+    {
+        let mut store = Store::open_in_dir(dir.join("data/ringside")).expect("store");
+        store
+            .add_contact(
+                &NewContact::named("Chen Wei")
+                    .with_phone("work", "+3225550142")
+                    .with_email("chen@example.org"),
+            )
+            .expect("contact");
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0));
+        let row = store
+            .start_call(&CallStart {
+                direction: CallDirection::Inbound,
+                local_number: "101".into(),
+                remote_number: "+3225550142".into(),
+                contact_id: None,
+                queue: Some("support".into()),
+                started: now - 600,
+                activity_id: None,
+            })
+            .expect("call");
+        store
+            .finish_call(
+                row,
+                &CallFinish {
+                    outcome: CallOutcome::Answered,
+                    answered: Some(now - 595),
+                    ended: now - 403,
+                    recording_path: None,
+                },
+            )
+            .expect("finish");
+    }
+    // The "editor": changes the greeting in place, as a person typing would.
+    let editor = dir.join("editor.sh");
+    std::fs::write(
+        &editor,
+        "#!/bin/sh\nsed -i 's/^thank you for your time on the phone./Thanks for the call, as promised here is the summary./' \"$1\"\n",
+    )
+    .expect("editor script");
+    let _ = Command::new("chmod").arg("+x").arg(&editor).status();
+    let email = format!(
+        "[email]\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"plain\"\nfrom = \"Ann Agent <ann@example.com>\"\n",
+        sink.port
+    );
+    let command = agent_command_with(&dir, &lab, &email, &format!("VISUAL={}", editor.display()));
+    let tmux = Tmux::start(&dir, &command, 120, 40);
+    tmux.wait_for("registration", Duration::from_secs(15), |s| {
+        s.contains(" registered ")
+    });
+    // Tabs pane, Recent: E on the call with Chen, the editor runs, then s sends.
+    tmux.keys(&["Tab", "Tab", "Tab"]);
+    tmux.wait_for("the call in Recent", Duration::from_secs(5), |s| {
+        s.contains("← Chen Wei")
+    });
+    tmux.keys(&["E"]);
+    tmux.wait_for("the edited draft", Duration::from_secs(10), |s| {
+        s.contains("Follow-up email")
+            && s.contains("Chen Wei <chen@example.org>")
+            && s.contains("Thanks for the call")
+    });
+    tmux.keys(&["s"]);
+    tmux.wait_for("the sent notice", Duration::from_secs(10), |s| {
+        s.contains("Email sent to Chen Wei <chen@example.org>")
+    });
+    let sent = stored_messages(&mailbox);
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert!(
+        sent[0].contains("To: Chen Wei <chen@example.org>"),
+        "{}",
+        sent[0]
+    );
+    assert!(
+        sent[0].contains("Subject: Following up on our call of"),
+        "{}",
+        sent[0]
+    );
+    // The body is quoted-printable: the edited line survives soft line breaks.
+    let body = sent[0].replace("=\r\n", "");
+    assert!(body.contains("Thanks for the call, as promised"), "{body}");
+    assert!(body.contains("3 min 12 s"), "{body}");
+
+    // Send later: the draft waits in Next Activities; E there sends it and marks it done.
+    tmux.keys(&["E"]);
+    tmux.wait_for("the second draft", Duration::from_secs(10), |s| {
+        s.contains("send later")
+    });
+    tmux.keys(&["l"]);
+    tmux.keys(&["]"]);
+    tmux.wait_for("the email activity", Duration::from_secs(5), |s| {
+        s.contains("Email Chen Wei <chen@example.org>: Following up")
+    });
+    tmux.keys(&["E"]);
+    tmux.wait_for("the kept draft", Duration::from_secs(10), |s| {
+        s.contains("send now")
+    });
+    tmux.keys(&["s"]);
+    tmux.wait_for("the activity done", Duration::from_secs(10), |s| {
+        s.contains("No upcoming activities.")
+    });
+    assert_eq!(stored_messages(&mailbox).len(), 2);
+    tmux.quit();
 }
