@@ -80,6 +80,9 @@ struct PhoneRef {
 struct LastScan {
     query: String,
     slots: Vec<u32>,
+    /// The scan covered only contacts with a word starting like the query (see
+    /// [`ContactIndex::score_text`]): its matches narrow only a restricted scan.
+    restricted: bool,
 }
 
 /// Per-slot scratch for merging hits, valid where `seen == generation`.
@@ -439,11 +442,59 @@ impl ContactIndex {
             .last
             .take()
             .filter(|last| query.starts_with(&last.query));
-        // In slot order, which is memory order: the full scan is bound by cache misses.
-        let candidates: Vec<u32> = match narrowing {
-            Some(last) => last.slots,
-            None => (0..u32::try_from(self.slots.len()).unwrap_or(u32::MAX)).collect(),
+        // Typing a name, the first letter starts a word, and nucleo ranks such matches far
+        // above ones from the middle of a word: so the scan first covers only contacts with a
+        // word starting with that letter (a fifth of them, say), and goes over everyone only
+        // when that yields fewer than `limit` hits.
+        let (candidates, restricted) = match narrowing {
+            Some(last) => (last.slots, last.restricted),
+            None => match parts.first().and_then(|p| p.chars().next()) {
+                Some(first) => (self.word_start_slots(first), true),
+                None => (self.all_slots(), false),
+            },
         };
+        let (mut matches, mut scored) = self.fuzzy_scan(candidates, &atoms);
+        let mut restricted = restricted;
+        if restricted && scored.len() < limit {
+            (matches, scored) = self.fuzzy_scan(self.all_slots(), &atoms);
+            restricted = false;
+        }
+        self.last = Some(LastScan {
+            query: query.to_string(),
+            slots: matches,
+            restricted,
+        });
+        scored
+    }
+
+    /// Every slot, in slot order (memory order: the full scan is bound by cache misses).
+    fn all_slots(&self) -> Vec<u32> {
+        (0..u32::try_from(self.slots.len()).unwrap_or(u32::MAX)).collect()
+    }
+
+    /// Slots with a word (name, company or email) starting with `first`, in slot order.
+    fn word_start_slots(&self, first: char) -> Vec<u32> {
+        let mut prefix = [0u8; 4];
+        let range = self.prefix_range(first.encode_utf8(&mut prefix));
+        let mut slots: Vec<u32> = self
+            .words
+            .get(range)
+            .unwrap_or_default()
+            .iter()
+            .map(|w| w.slot)
+            .collect();
+        slots.sort_unstable();
+        slots.dedup();
+        slots
+    }
+
+    /// Fuzzy-scores `candidates` (prefix hits keep their tier score): the matching slots and
+    /// their (score, rank) pairs.
+    fn fuzzy_scan(
+        &mut self,
+        candidates: Vec<u32>,
+        atoms: &[(Atom, u64)],
+    ) -> (Vec<u32>, Vec<(u32, u32)>) {
         let generation = self.scratch.generation;
         let mut scored = Vec::new();
         let mut matches = Vec::new();
@@ -462,18 +513,14 @@ impl ContactIndex {
             let score = if tier > 0 {
                 Some(tier)
             } else {
-                fuzzy_score(entry, &atoms, &mut self.matcher)
+                fuzzy_score(entry, atoms, &mut self.matcher)
             };
             if let Some(score) = score {
                 matches.push(slot);
                 scored.push((score, rank));
             }
         }
-        self.last = Some(LastScan {
-            query: query.to_string(),
-            slots: matches,
-        });
-        scored
+        (matches, scored)
     }
 
     /// Contacts whose words start with every query part (tiers 1 and 2), from the word index
@@ -774,6 +821,36 @@ mod tests {
 
     fn ids(hits: &[(ContactId, u32)]) -> Vec<i64> {
         hits.iter().map(|(id, _)| id.0).collect()
+    }
+
+    #[test]
+    fn typos_scan_word_starts_first_and_everyone_when_that_is_not_enough() {
+        // 60 people whose words start with m, and Omar, whose m is inside a word.
+        let mut contacts: Vec<Contact> = (0..60)
+            .map(|i| contact(i, &format!("Marta Rivera {i:02}"), "", "", &[]))
+            .collect();
+        contacts.push(contact(100, "Omar Trent", "", "", &[]));
+        let mut index = ContactIndex::from_contacts(&contacts);
+        let ids =
+            |hits: Vec<(ContactId, u32)>| hits.into_iter().map(|(id, _)| id.0).collect::<Vec<_>>();
+        // 50 wanted, 60 word-start matches: Omar is not needed, and not scanned.
+        let hits = ids(index.search("mrt", 50));
+        assert_eq!(hits.len(), 50);
+        assert!(!hits.contains(&100));
+        // Narrowing keeps the restriction while it still yields enough.
+        let hits = ids(index.search("mrtr", 50));
+        assert_eq!(hits.len(), 50);
+        assert!(!hits.contains(&100));
+        // 100 wanted: the word starts give 60, so everyone is scanned and Omar comes last.
+        index.search("", 1);
+        let hits = ids(index.search("mrt", 100));
+        assert_eq!(hits.len(), 61, "{hits:?}");
+        assert_eq!(hits.last(), Some(&100));
+        // Same after narrowing from a restricted scan that had enough.
+        index.search("", 1);
+        index.search("mr", 50);
+        let hits = ids(index.search("mrt", 100));
+        assert_eq!(hits.len(), 61, "{hits:?}");
     }
 
     #[test]
