@@ -42,6 +42,8 @@ enum Cmd {
     },
     /// Validate the config and try one registration.
     Check,
+    /// List the sound cards, with the names [audio] device / input / output accept.
+    Devices,
     /// The queue report: events and statistics from the PBX's queue_log.
     Report {
         /// Asterisk queue_log file to read.
@@ -502,6 +504,12 @@ fn run() -> anyhow::Result<i32> {
             println!("{answer}");
             return Ok(0);
         }
+        Some(Cmd::Devices) => {
+            return Ok(ringside::cli::devices::run(
+                &mut std::io::stdout(),
+                &mut std::io::stderr(),
+            ));
+        }
         _ => {}
     }
     let found = Config::find(cli.config.as_deref())?;
@@ -579,7 +587,8 @@ fn run() -> anyhow::Result<i32> {
         | Some(Cmd::Events { .. })
         | Some(Cmd::Queue { .. })
         | Some(Cmd::Contacts { .. })
-        | Some(Cmd::Lab { .. }) => Ok(0),
+        | Some(Cmd::Lab { .. })
+        | Some(Cmd::Devices) => Ok(0),
         Some(Cmd::Check) => {
             let (path, config) = require_config(found)?;
             let Some(account) = config.account.clone() else {

@@ -3,5 +3,6 @@
 
 pub mod check;
 pub mod contacts;
+pub mod devices;
 pub mod report;
 pub mod shell;
