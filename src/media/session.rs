@@ -594,6 +594,55 @@ mod tests {
         }
     }
 
+    #[cfg(feature = "opus")]
+    #[test]
+    fn opus_carries_a_tone_at_48_khz_and_honours_a_40_ms_ptime() {
+        let (mut a, mut b, start) = pair("opus", 111);
+        assert_eq!((a.sample_rate(), a.frame_samples()), (48_000, 960));
+        let heard = run(&mut a, &mut b, start, 100, 1000.0);
+        let tail = &heard[heard.len() / 2..];
+        let at_tone = goertzel(tail, 48_000, 1000.0);
+        let off_tone = goertzel(tail, 48_000, 1700.0);
+        assert!(
+            at_tone > 1.0e6 && at_tone > 100.0 * off_tone,
+            "{at_tone} vs {off_tone}"
+        );
+        assert_eq!(b.stats().packets_received, 99);
+
+        // ptime 40: 1920 samples and 1920 timestamp units a packet; 30 rounds down to 20.
+        let mut forty = params("opus", 111, 5000);
+        forty.ptime_ms = 40;
+        let session = MediaSession::new(forty, 3, start, Duration::ZERO).expect("40 ms");
+        assert_eq!(session.frame_samples(), 1920);
+        assert_eq!(session.packet_time(), Duration::from_millis(40));
+        let mut thirty = params("opus", 111, 5000);
+        thirty.ptime_ms = 30;
+        let session = MediaSession::new(thirty, 3, start, Duration::ZERO).expect("30 ms");
+        assert_eq!(session.packet_time(), Duration::from_millis(20));
+        let mut pcmu = params("PCMU", 0, 5000);
+        pcmu.ptime_ms = 30;
+        let session = MediaSession::new(pcmu, 3, start, Duration::ZERO).expect("PCMU 30 ms");
+        assert_eq!(session.frame_samples(), 240);
+    }
+
+    #[cfg(feature = "opus")]
+    #[test]
+    fn a_reinvite_to_opus_switches_rate_and_framing() {
+        let (mut a, _, start) = pair("PCMU", 0);
+        assert_eq!(a.sample_rate(), 8000);
+        a.update(params("opus", 111, 5000));
+        assert_eq!((a.sample_rate(), a.frame_samples()), (48_000, 960));
+        let mut speaker = Vec::new();
+        a.tick(start, &vec![0; 960], &mut speaker);
+        assert_eq!(speaker.len(), 960);
+        let (_, bytes) = std::iter::from_fn(|| a.poll_transmit())
+            .find(|(c, _, _)| *c == Channel::Rtp)
+            .map(|(c, _, b)| (c, b))
+            .expect("an RTP packet");
+        let packet = RtpPacket::parse(&bytes).expect("rtp");
+        assert_eq!(packet.header.payload_type, 111);
+    }
+
     #[test]
     fn rfc4733_digits_arrive_in_order() {
         let (mut a, mut b, start) = pair("PCMU", 0);
