@@ -29,7 +29,8 @@ use serde_json::{json, Value};
 pub const REQUIRE_PEERS_ENV: &str = "RINGSIDE_REQUIRE_PEERS";
 
 /// The Debian packages the peer tests use (scripts/test.sh installs them).
-pub const PEER_PACKAGES: &str = "sip-tester kamailio baresip-core sox iproute2 python3 tmux";
+pub const PEER_PACKAGES: &str =
+    "sip-tester kamailio baresip-core sox iproute2 python3 tmux libopus-dev libasound2-dev pkg-config";
 
 /// Directory with the peer scripts, configs and scenarios.
 pub fn peers_dir() -> PathBuf {
