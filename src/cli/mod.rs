@@ -6,3 +6,4 @@ pub mod contacts;
 pub mod devices;
 pub mod report;
 pub mod shell;
+pub mod stderr;
