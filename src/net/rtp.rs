@@ -168,10 +168,17 @@ impl CodecPath {
     ) {
         self.up.push(mic);
         let packet_samples = session.frame_samples().max(1);
-        while self.up.available() >= packet_samples {
+        // A 10 ms ptime runs two packets per device frame: each gets its own instant, a packet
+        // time apart and ending now, so the jitter buffer sees an even clock.
+        let packets = self.up.available() / packet_samples;
+        for index in 0..packets {
+            let behind = u32::try_from(packets - 1 - index).unwrap_or(0);
+            let at = now
+                .checked_sub(session.packet_time() * behind)
+                .unwrap_or(now);
             self.packet.clear();
             self.up.pull(packet_samples, &mut self.packet);
-            session.tick(now, &self.packet, &mut self.speaker);
+            session.tick(at, &self.packet, &mut self.speaker);
             self.down.push(&self.speaker);
         }
         heard.clear();
@@ -439,6 +446,45 @@ async fn flush(session: Option<&mut MediaSession>, sockets: Option<&Sockets>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn session(codec: &str, pt: u8, ptime_ms: u32) -> MediaSession {
+        let params = MediaParams {
+            remote: SocketAddr::from(([127, 0, 0, 1], 40_000)),
+            codec: codec.into(),
+            payload_type: pt,
+            telephone_event: None,
+            sending: true,
+            receiving: true,
+            ptime_ms,
+        };
+        MediaSession::new(params, 9, Instant::now(), Duration::ZERO).expect("session")
+    }
+
+    /// Device frames are 20 ms; packets follow the ptime: one every other frame at 40 ms, two
+    /// a frame at 10 ms, and the speaker always gets exactly one device frame.
+    #[test]
+    fn the_codec_path_honours_ptime_on_a_20_ms_device_clock() {
+        for (ptime, packets_in_10_frames) in [(20u32, 10usize), (40, 5), (10, 20)] {
+            let mut s = session("PCMU", 0, ptime);
+            let mut path = CodecPath::new(16_000, s.sample_rate()).expect("path");
+            let start = Instant::now();
+            let mut heard = Vec::new();
+            let mut sent = 0;
+            for frame in 0..10u32 {
+                let mic = vec![0i16; 320];
+                path.run(start + FRAME * frame, &mut s, &mic, &mut heard, 320);
+                assert_eq!(heard.len(), 320);
+                sent += std::iter::from_fn(|| s.poll_transmit())
+                    .filter(|(c, _, _)| *c == Channel::Rtp)
+                    .count();
+            }
+            // At 40 ms the tenth frame's packet is still being filled.
+            assert!(
+                sent == packets_in_10_frames || sent + 1 == packets_in_10_frames,
+                "ptime {ptime}: {sent} packets"
+            );
+        }
+    }
 
     #[test]
     fn later_calls_get_their_own_recording() {
