@@ -72,7 +72,7 @@ fn generated_contacts(count: usize) -> Vec<Contact> {
                 "mobile",
                 &format!("+33 6 {:08}", rng.next() % 100_000_000),
             )];
-            if rng.next() % 3 == 0 {
+            if rng.next().is_multiple_of(3) {
                 phones.push(Phone::new(
                     "work",
                     &format!("+44 20 {:08}", rng.next() % 100_000_000),

@@ -2,7 +2,8 @@
 # scripts/test.sh [extra cargo test args...]  -- THE test command (CI runs it via .ci/run).
 #
 #  1. Installs the Debian SIP peers the interop tests use (SIPp, Kamailio, baresip, sox, ip)
-#     when they are missing. If that is impossible it says why and goes on: the peer tests
+#     and the C libraries the default build links (libopus for Opus, ALSA for sound cards,
+#     found with pkg-config) when they are missing. If that is impossible it says why and goes on: the peer tests
 #     then print SKIPPED, except under CI, where RINGSIDE_REQUIRE_PEERS=1 makes them fail.
 #  2. cargo fmt --check, cargo clippy -D warnings, cargo build (fetches crates).
 #  3. cargo test --offline inside a private network namespace that has only `lo`, so the
@@ -29,13 +30,15 @@ done
 export PATH
 
 # ---------------------------------------------------------------------------------------------
-step "SIP peers (Debian packages)"
-PEER_PACKAGES=(sip-tester kamailio baresip-core sox iproute2 python3 tmux python3-aiosmtpd openssl)
+step "SIP peers and build libraries (Debian packages)"
+# The last three are for the build itself (cargo features `opus` and `sound-card`, on by
+# default); without them, build with --no-default-features.
+PEER_PACKAGES=(sip-tester kamailio baresip-core sox iproute2 python3 tmux python3-aiosmtpd openssl libopus-dev libasound2-dev pkg-config)
 
 install_peers() {
 	local missing=() p
 	if ! command -v dpkg-query > /dev/null 2>&1 || ! command -v apt-get > /dev/null 2>&1; then
-		warn "not a Debian/Ubuntu system (no dpkg-query/apt-get): install SIPp, Kamailio, baresip, sox and iproute2 yourself; peer tests will skip without them"
+		warn "not a Debian/Ubuntu system (no dpkg-query/apt-get): install SIPp, Kamailio, baresip, sox and iproute2 yourself (peer tests skip without them), and libopus, ALSA and pkg-config development files (or the build needs --no-default-features)"
 		return 0
 	fi
 	for p in "${PEER_PACKAGES[@]}"; do

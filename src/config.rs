@@ -145,6 +145,10 @@ pub enum AudioDeviceChoice {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AudioConfig {
     pub device: AudioDeviceChoice,
+    /// The sound card for the microphone when it is not `device` (`ringside devices` names).
+    pub input: Option<String>,
+    /// The sound card for the speaker when it is not `device`.
+    pub output: Option<String>,
     pub file_in: Option<PathBuf>,
     pub file_out: Option<PathBuf>,
     /// Codec names in preference order, as offered in SDP.
@@ -162,6 +166,8 @@ impl Default for AudioConfig {
     fn default() -> Self {
         Self {
             device: AudioDeviceChoice::Default,
+            input: None,
+            output: None,
             file_in: None,
             file_out: None,
             codecs: DEFAULT_CODECS.iter().map(|c| c.to_string()).collect(),
@@ -428,6 +434,8 @@ const EMAIL_KEYS: &[&str] = &[
 ];
 const AUDIO_KEYS: &[&str] = &[
     "device",
+    "input",
+    "output",
     "file_in",
     "file_out",
     "codecs",
@@ -438,6 +446,10 @@ const AUDIO_KEYS: &[&str] = &[
     "record_dir",
 ];
 /// The codecs the media layer implements, in the default preference order.
+#[cfg(feature = "opus")]
+pub const SUPPORTED_CODECS: &[&str] = &["PCMU", "PCMA", "G722", "opus"];
+/// The codecs the media layer implements, in the default preference order.
+#[cfg(not(feature = "opus"))]
 pub const SUPPORTED_CODECS: &[&str] = &["PCMU", "PCMA", "G722"];
 const DEFAULT_CODECS: &[&str] = &["PCMU", "PCMA"];
 const RTP_PORT_RANGE: RangeInclusive<i64> = 1024..=65_534;
@@ -969,6 +981,8 @@ impl<'a> Source<'a> {
             let value = &entry.value;
             match self.known_key(S, AUDIO_KEYS, entry)? {
                 "device" => audio.device = self.check(S, entry, device_choice(value))?,
+                "input" => audio.input = Some(self.check(S, entry, card_name(value))?),
+                "output" => audio.output = Some(self.check(S, entry, card_name(value))?),
                 "file_in" => audio.file_in = Some(self.check(S, entry, file_path(value))?),
                 "file_out" => audio.file_out = Some(self.check(S, entry, file_path(value))?),
                 "codecs" => audio.codecs = self.check(S, entry, codec_list(value))?,
@@ -1264,6 +1278,16 @@ fn device_choice(value: &toml::Value) -> Result<AudioDeviceChoice, Problem> {
     })
 }
 
+fn card_name(value: &toml::Value) -> Result<String, Problem> {
+    const PROBLEM: &str =
+        "expected a sound card name from `ringside devices`, e.g. \"USB Headset\"";
+    let name = text(value, PROBLEM)?;
+    if name.trim().is_empty() || has_control(name) {
+        return Err(Problem(PROBLEM.to_owned()));
+    }
+    Ok(name.trim().to_owned())
+}
+
 fn file_path(value: &toml::Value) -> Result<PathBuf, Problem> {
     const PROBLEM: &str = "expected a file path in quotes, e.g. \"/home/me/greeting.wav\"";
     let path = text(value, PROBLEM)?;
@@ -1292,6 +1316,12 @@ fn codec_list(value: &toml::Value) -> Result<Vec<String>, Problem> {
             .iter()
             .find(|c| c.eq_ignore_ascii_case(name.trim()))
         else {
+            if name.trim().eq_ignore_ascii_case("opus") {
+                return Err(Problem(format!(
+                    "this ringside was built without Opus (cargo feature `opus`, which needs libopus-dev); rebuild with it or choose from: {}",
+                    SUPPORTED_CODECS.join(", ")
+                )));
+            }
             return Err(Problem(format!(
                 "unknown codec {:?}; supported: {}",
                 name,
@@ -2161,6 +2191,19 @@ mod tests {
                 .device,
             AudioDeviceChoice::Named("USB Headset".into())
         );
+        let split = parse("[audio]\ninput = \"USB Headset\"\noutput = \" hw:CARD=PCH,DEV=0 \"\n")
+            .expect("input and output")
+            .audio;
+        assert_eq!(split.device, AudioDeviceChoice::Default);
+        assert_eq!(split.input.as_deref(), Some("USB Headset"));
+        assert_eq!(split.output.as_deref(), Some("hw:CARD=PCH,DEV=0"));
+        let err = parse("[audio]\noutput = \"\"\n")
+            .expect_err("empty card")
+            .to_string();
+        assert!(
+            err.contains("[audio].output") && err.contains("ringside devices"),
+            "{err}"
+        );
         let err = parse("[audio]\ncodecs = [\"G729\"]\n")
             .expect_err("unknown codec")
             .to_string();
@@ -2169,6 +2212,16 @@ mod tests {
                 && err.contains("unknown codec \"G729\"; supported: PCMU, PCMA, G722"),
             "{err}"
         );
+        let opus = parse("[audio]\ncodecs = [\"OPUS\", \"pcmu\"]\n");
+        if cfg!(feature = "opus") {
+            assert_eq!(
+                opus.expect("opus").audio.codecs,
+                vec!["opus".to_string(), "PCMU".to_string()]
+            );
+        } else {
+            let err = opus.expect_err("no opus").to_string();
+            assert!(err.contains("built without Opus"), "{err}");
+        }
         let err = parse("[audio]\nrtp_port_min = 30000\nrtp_port_max = 30001\n")
             .expect_err("range")
             .to_string();

@@ -42,6 +42,8 @@ enum Cmd {
     },
     /// Validate the config and try one registration.
     Check,
+    /// List the sound cards, with the names [audio] device / input / output accept.
+    Devices,
     /// The queue report: events and statistics from the PBX's queue_log.
     Report {
         /// Asterisk queue_log file to read.
@@ -283,6 +285,9 @@ fn main() -> ExitCode {
 fn run() -> anyhow::Result<i32> {
     let cli = Cli::parse();
     let log_path = init_logging(cli.log_file.clone());
+    if let Some(path) = &log_path {
+        let _ = LOG_PATH.set(path.clone());
+    }
     // A panic must not leave the terminal in raw mode or dump state (which may hold secrets).
     std::panic::set_hook(Box::new(move |info| {
         let location = info
@@ -502,6 +507,12 @@ fn run() -> anyhow::Result<i32> {
             println!("{answer}");
             return Ok(0);
         }
+        Some(Cmd::Devices) => {
+            return Ok(ringside::cli::devices::run(
+                &mut std::io::stdout(),
+                &mut std::io::stderr(),
+            ));
+        }
         _ => {}
     }
     let found = Config::find(cli.config.as_deref())?;
@@ -579,7 +590,8 @@ fn run() -> anyhow::Result<i32> {
         | Some(Cmd::Events { .. })
         | Some(Cmd::Queue { .. })
         | Some(Cmd::Contacts { .. })
-        | Some(Cmd::Lab { .. }) => Ok(0),
+        | Some(Cmd::Lab { .. })
+        | Some(Cmd::Devices) => Ok(0),
         Some(Cmd::Check) => {
             let (path, config) = require_config(found)?;
             let Some(account) = config.account.clone() else {
@@ -853,9 +865,18 @@ async fn run_dashboard<E: std::fmt::Display>(
     options: ringside::net::dashboard::DashboardOptions,
     background: impl std::future::Future<Output = Result<(), E>>,
 ) -> anyhow::Result<i32> {
+    // C libraries (ALSA) write to fd 2 from any thread: into the log, not over the screen.
+    let _stderr = LOG_PATH.get().and_then(|log| {
+        ringside::cli::stderr::StderrToLog::start(log)
+            .map_err(|error| tracing::warn!(%error, "stderr stays on the terminal"))
+            .ok()
+    });
     ringside::net::dashboard::run(options, background).await?;
     Ok(0)
 }
+
+/// The log file, once logging is up: the dashboard sends stderr there too.
+static LOG_PATH: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
 
 /// The demo on the dashboard: the lab in-process, the console as agent 101 joining support.
 async fn run_demo_dashboard(

@@ -1,6 +1,7 @@
 //! Real two-way audio and DTMF against baresip: a tone sent by each side is detected at the
 //! other at the right frequency and level (Goertzel), for every codec both support (PCMU,
-//! PCMA), and RFC 4733 digits cross both ways.
+//! PCMA, G.722, and Opus in builds with the `opus` feature), and RFC 4733 digits cross both
+//! ways.
 
 mod support;
 
@@ -134,7 +135,15 @@ fn ringside_calls_baresip_audio_and_dtmf_both_ways() {
     if !require_peers(&["baresip"]) {
         return;
     }
-    for codec in ["PCMU", "PCMA"] {
+    let mut codecs = vec![
+        ("PCMU", "PCMU/8000/1"),
+        ("PCMA", "PCMA/8000/1"),
+        ("G722", "G722/16000/1"),
+    ];
+    if cfg!(feature = "opus") {
+        codecs.push(("opus", "opus/48000/2"));
+    }
+    for (codec, baresip_codec) in codecs {
         let ws = PeerWorkspace::new(&format!("media_out_{codec}"));
         let bob = ws
             .start_baresip(
@@ -142,7 +151,7 @@ fn ringside_calls_baresip_audio_and_dtmf_both_ways() {
                 5080,
                 "bob",
                 "bob123",
-                &["--no-register", "--freq", "660"],
+                &["--no-register", "--freq", "660", "--codecs", baresip_codec],
             )
             .expect("baresip");
         let mut ctl = bob.connect();
@@ -199,30 +208,47 @@ fn baresip_calls_ringside_and_audio_flows_both_ways() {
     if !require_peers(&["baresip"]) {
         return;
     }
-    let ws = PeerWorkspace::new("media_in");
-    let bob = ws
-        .start_baresip(
-            "bob",
-            5080,
-            "bob",
-            "bob123",
-            &["--no-register", "--freq", "660"],
-        )
-        .expect("baresip");
-    let mut ctl = bob.connect();
-    let (mut rs, heard) = shell(&ws, "PCMU", "auto_answer = 1");
-    ctl.command("dial", "sip:alice@127.0.0.1:5090");
-    rs.expect("incoming_call", QUICK);
-    rs.expect("answered", QUICK);
-    ctl.wait_event("CALL_ESTABLISHED", QUICK);
-    std::thread::sleep(Duration::from_millis(3000));
-    ctl.command("hangup", "");
-    rs.expect("call_ended", QUICK);
-    ctl.wait_event("CALL_CLOSED", QUICK);
-    rs.quit(QUICK);
-    assert_tone("ringside heard baresip", &heard, BARESIP_TONE);
-    let dec = newest(&bob.rec_dir, "-dec");
-    assert_tone("baresip heard ringside", &dec, RINGSIDE_TONE);
+    // baresip offers all of these; ringside answers with the one its config allows.
+    let offer = "opus/48000/2,G722/16000/1,PCMU/8000/1,PCMA/8000/1";
+    let mut codecs = vec!["PCMU"];
+    if cfg!(feature = "opus") {
+        codecs.push("opus");
+    }
+    for codec in codecs {
+        let ws = PeerWorkspace::new(&format!("media_in_{codec}"));
+        let bob = ws
+            .start_baresip(
+                "bob",
+                5080,
+                "bob",
+                "bob123",
+                &["--no-register", "--freq", "660", "--codecs", offer],
+            )
+            .expect("baresip");
+        let mut ctl = bob.connect();
+        let (mut rs, heard) = shell(&ws, codec, "auto_answer = 1");
+        ctl.command("dial", "sip:alice@127.0.0.1:5090");
+        rs.expect("incoming_call", QUICK);
+        let answered = rs.expect("answered", QUICK);
+        assert_eq!(answered["codec"], codec, "{answered}");
+        ctl.wait_event("CALL_ESTABLISHED", QUICK);
+        std::thread::sleep(Duration::from_millis(3000));
+        ctl.command("hangup", "");
+        rs.expect("call_ended", QUICK);
+        ctl.wait_event("CALL_CLOSED", QUICK);
+        rs.quit(QUICK);
+        assert_tone(
+            &format!("{codec}: ringside heard baresip"),
+            &heard,
+            BARESIP_TONE,
+        );
+        let dec = newest(&bob.rec_dir, "-dec");
+        assert_tone(
+            &format!("{codec}: baresip heard ringside"),
+            &dec,
+            RINGSIDE_TONE,
+        );
+    }
 }
 
 /// Power at `freq` in `samples[from..to]` seconds of a mono signal.

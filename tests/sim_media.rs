@@ -142,7 +142,11 @@ fn clean_network_plays_every_frame() {
 
 #[test]
 fn five_percent_loss_and_thirty_ms_jitter_stay_intelligible() {
-    for (codec, pt, rate) in [("PCMU", 0u8, 8000u32), ("G722", 9, 16000)] {
+    let mut codecs = vec![("PCMU", 0u8, 8000u32), ("G722", 9, 16000)];
+    if cfg!(feature = "opus") {
+        codecs.push(("opus", 111, 48000));
+    }
+    for (codec, pt, rate) in codecs {
         for seed in [3u64, 11, 29] {
             let o = run(codec, pt, 20, 5, 30, seed, "");
             let lost = 1.0 - o.delivered as f64 / o.sent as f64;

@@ -3,5 +3,7 @@
 
 pub mod check;
 pub mod contacts;
+pub mod devices;
 pub mod report;
 pub mod shell;
+pub mod stderr;

@@ -261,7 +261,7 @@ impl CallerVoice {
         for sample in out {
             let turn = self.position.saturating_mul(1000) / rate / step;
             let [low, high] = CALLER_VOICE_HZ;
-            let frequency = if turn % 2 == 0 { low } else { high };
+            let frequency = if turn.is_multiple_of(2) { low } else { high };
             self.phase += TAU * frequency / f64::from(self.sample_rate);
             if self.phase >= TAU {
                 self.phase -= TAU;

@@ -7,6 +7,9 @@
 //! - `file`: microphone from a WAV file (looped), speaker to a WAV file — tests and scripted
 //!   calls.
 //!
+//! - a sound card (cargo feature `sound-card`, [`super::sound_card`]): cpal, with lock-free
+//!   rings between its callbacks and the media task.
+//!
 //! Devices work at their own sample rate; the media session resamples to the codec's rate.
 
 use std::fs::File;
@@ -20,6 +23,22 @@ pub enum DeviceError {
     InputFile { path: PathBuf, reason: String },
     #[error("cannot write the speaker file {path}: {reason}")]
     OutputFile { path: PathBuf, reason: String },
+    #[error("the sound system cannot be used: {reason}. Check that ALSA works (aplay -l), or set [audio] device = \"none\"")]
+    SoundSystem { reason: String },
+    #[error("no default {direction} sound card: run `ringside devices` to list the cards and name one in [audio], or set [audio] device = \"none\"")]
+    NoDefault { direction: &'static str },
+    #[error("no sound card named {wanted:?} for the {direction}; known: [{known}]. Run `ringside devices` and copy a name into [audio], or set [audio] device = \"none\"")]
+    NotFound {
+        wanted: String,
+        direction: &'static str,
+        known: String,
+    },
+    #[error("cannot open the {direction} on {device:?}: {reason}. Close other programs using it, pick another card (`ringside devices`), or set [audio] device = \"none\"")]
+    Stream {
+        device: String,
+        direction: &'static str,
+        reason: String,
+    },
 }
 
 /// One audio endpoint as the media task sees it: fixed-size frames, never blocking.
@@ -30,6 +49,10 @@ pub trait AudioDevice: Send {
     fn read_frame(&mut self, frame: &mut [i16]);
     /// Play `frame` (the far end's voice, already decoded and mixed).
     fn write_frame(&mut self, frame: &[i16]);
+    /// Audio written but not yet heard: what a sound card still has queued for its speaker.
+    fn output_delay(&self) -> std::time::Duration {
+        std::time::Duration::ZERO
+    }
     /// Flush what is buffered (files get their headers finished). Called when the call ends.
     fn finish(&mut self) -> Result<(), DeviceError> {
         Ok(())

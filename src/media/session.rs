@@ -31,7 +31,7 @@ pub struct MediaParams {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MediaError {
-    #[error("codec {0} is not implemented: offer only PCMU, PCMA or G722 ([audio].codecs)")]
+    #[error("codec {0} is not implemented in this build: offer only {supported} ([audio].codecs)", supported = codec::supported_names().join(", "))]
     UnknownCodec(String),
     #[error("cannot set up RTCP: {0}")]
     Rtcp(String),
@@ -69,6 +69,38 @@ const DTMF_DIGIT_MS: u32 = 160;
 /// Silence between queued digits, in packet times, so the far end sees distinct events.
 const DTMF_GAP_FRAMES: u32 = 3;
 
+/// How a codec frames time at a given ptime.
+#[derive(Debug, Clone, Copy)]
+struct Framing {
+    clock_rate: u32,
+    ptime_ms: u32,
+    /// PCM samples per packet at the codec's audio rate.
+    frame_samples: usize,
+    /// RTP timestamp units per packet.
+    frame_units: u32,
+}
+
+impl Framing {
+    fn new(encoder: &dyn Encoder, requested_ptime_ms: u32) -> Framing {
+        let ptime_ms = encoder.packet_ms(requested_ptime_ms.clamp(10, 120));
+        let clock_rate = encoder.clock_rate();
+        Framing {
+            clock_rate,
+            ptime_ms,
+            frame_samples: (encoder.sample_rate() * ptime_ms / 1000) as usize,
+            frame_units: clock_rate * ptime_ms / 1000,
+        }
+    }
+
+    fn jitter_buffer(&self) -> JitterBuffer {
+        JitterBuffer::new(JitterConfig {
+            clock_rate: self.clock_rate,
+            frame_samples: self.frame_units,
+            ..JitterConfig::default()
+        })
+    }
+}
+
 pub struct MediaSession {
     params: MediaParams,
     encoder: Box<dyn Encoder + Send>,
@@ -78,6 +110,8 @@ pub struct MediaSession {
     /// RTP timestamp units per packet time (differs from PCM samples for G.722).
     frame_units: u32,
     clock_rate: u32,
+    /// The packet time in use: the SDP's ptime as the codec can frame it.
+    ptime_ms: u32,
     sender: RtpSender,
     receiver: RtpReceiver,
     jitter: JitterBuffer,
@@ -125,21 +159,20 @@ impl MediaSession {
         now: Instant,
         unix_now: Duration,
     ) -> Result<MediaSession, MediaError> {
-        let (encoder, decoder) = codec::for_name(&params.codec, 8000)
+        let (encoder, decoder) = codec::by_name(&params.codec)
             .ok_or_else(|| MediaError::UnknownCodec(params.codec.clone()))?;
         let mut random = seed | 1;
         let ssrc = xorshift(&mut random) as u32;
         let sequence = xorshift(&mut random) as u16;
         let timestamp = xorshift(&mut random) as u32;
-        let clock_rate = encoder.clock_rate();
-        let ptime = params.ptime_ms.clamp(10, 120);
-        let frame_samples = (encoder.sample_rate() * ptime / 1000) as usize;
-        let frame_units = clock_rate * ptime / 1000;
-        let jitter = JitterBuffer::new(JitterConfig {
+        let framing = Framing::new(encoder.as_ref(), params.ptime_ms);
+        let Framing {
             clock_rate,
-            frame_samples: frame_units,
-            ..JitterConfig::default()
-        });
+            ptime_ms: ptime,
+            frame_samples,
+            frame_units,
+        } = framing;
+        let jitter = framing.jitter_buffer();
         let rtcp = RtcpSession::new(ssrc, format!("ringside-{ssrc:08x}"))
             .map_err(|e| MediaError::Rtcp(e.to_string()))?;
         Ok(MediaSession {
@@ -151,6 +184,7 @@ impl MediaSession {
             frame_samples,
             frame_units,
             clock_rate,
+            ptime_ms: ptime,
             sender: RtpSender::new(ssrc, sequence, timestamp),
             receiver: RtpReceiver::new(),
             jitter,
@@ -183,7 +217,7 @@ impl MediaSession {
     }
 
     pub fn packet_time(&self) -> Duration {
-        Duration::from_millis(u64::from(self.params.ptime_ms.clamp(10, 120)))
+        Duration::from_millis(u64::from(self.ptime_ms))
     }
 
     /// A re-INVITE changed direction or address (hold, resume, a new media server).
@@ -193,11 +227,23 @@ impl MediaSession {
             self.remote_rtcp = rtcp_address(params.remote);
             self.latched = false;
         }
-        let codec_changed = params.codec != self.params.codec;
+        let codec_changed = !params.codec.eq_ignore_ascii_case(&self.params.codec);
         if codec_changed {
-            if let Some((e, d)) = codec::for_name(&params.codec, 8000) {
-                self.encoder = e;
-                self.decoder = d;
+            if let Some((encoder, decoder)) = codec::by_name(&params.codec) {
+                let framing = Framing::new(encoder.as_ref(), params.ptime_ms);
+                if framing.clock_rate != self.clock_rate || framing.frame_units != self.frame_units
+                {
+                    // Another clock or frame size: old timestamps mean nothing to the new codec.
+                    self.jitter = framing.jitter_buffer();
+                    self.dtmf_out = DtmfSender::new(framing.clock_rate, framing.ptime_ms).ok();
+                    self.dtmf_in = DtmfReceiver::new(framing.clock_rate).ok();
+                }
+                self.clock_rate = framing.clock_rate;
+                self.ptime_ms = framing.ptime_ms;
+                self.frame_samples = framing.frame_samples;
+                self.frame_units = framing.frame_units;
+                self.encoder = encoder;
+                self.decoder = decoder;
             }
         }
         self.params = params;
@@ -287,6 +333,12 @@ impl MediaSession {
                 self.events.push_back(MediaEvent::RemoteBye);
             }
         }
+        if let Some(report) = self.rtcp.report_on_us() {
+            // Fraction lost is in 1/256ths; round up so any loss counts.
+            let percent = (u32::from(report.fraction_lost) * 100).div_ceil(256);
+            self.encoder
+                .set_expected_loss(u8::try_from(percent).unwrap_or(100));
+        }
     }
 
     /// One packet time: send the microphone frame (or DTMF, or nothing on hold), and return
@@ -303,8 +355,16 @@ impl MediaSession {
             let elapsed = now.saturating_duration_since(self.epoch);
             match self.jitter.pop(elapsed) {
                 Playout::Frame { payload, .. } => self.decoder.decode(&payload, speaker),
-                Playout::Missing { .. } => self.decoder.conceal(self.frame_samples, speaker),
-                Playout::Insert | Playout::Silence => {}
+                Playout::Missing {
+                    next_payload: Some(next),
+                    ..
+                } => self
+                    .decoder
+                    .conceal_from_next(self.frame_samples, &next, speaker),
+                Playout::Missing { .. } | Playout::Insert => {
+                    self.decoder.conceal(self.frame_samples, speaker)
+                }
+                Playout::Silence => {}
             }
         }
         speaker.resize(self.frame_samples, 0);
@@ -532,6 +592,55 @@ mod tests {
             // RFC 3550 probation holds back the first packet of a new source.
             assert_eq!(b.stats().packets_received, 99, "{codec}");
         }
+    }
+
+    #[cfg(feature = "opus")]
+    #[test]
+    fn opus_carries_a_tone_at_48_khz_and_honours_a_40_ms_ptime() {
+        let (mut a, mut b, start) = pair("opus", 111);
+        assert_eq!((a.sample_rate(), a.frame_samples()), (48_000, 960));
+        let heard = run(&mut a, &mut b, start, 100, 1000.0);
+        let tail = &heard[heard.len() / 2..];
+        let at_tone = goertzel(tail, 48_000, 1000.0);
+        let off_tone = goertzel(tail, 48_000, 1700.0);
+        assert!(
+            at_tone > 1.0e6 && at_tone > 100.0 * off_tone,
+            "{at_tone} vs {off_tone}"
+        );
+        assert_eq!(b.stats().packets_received, 99);
+
+        // ptime 40: 1920 samples and 1920 timestamp units a packet; 30 rounds down to 20.
+        let mut forty = params("opus", 111, 5000);
+        forty.ptime_ms = 40;
+        let session = MediaSession::new(forty, 3, start, Duration::ZERO).expect("40 ms");
+        assert_eq!(session.frame_samples(), 1920);
+        assert_eq!(session.packet_time(), Duration::from_millis(40));
+        let mut thirty = params("opus", 111, 5000);
+        thirty.ptime_ms = 30;
+        let session = MediaSession::new(thirty, 3, start, Duration::ZERO).expect("30 ms");
+        assert_eq!(session.packet_time(), Duration::from_millis(20));
+        let mut pcmu = params("PCMU", 0, 5000);
+        pcmu.ptime_ms = 30;
+        let session = MediaSession::new(pcmu, 3, start, Duration::ZERO).expect("PCMU 30 ms");
+        assert_eq!(session.frame_samples(), 240);
+    }
+
+    #[cfg(feature = "opus")]
+    #[test]
+    fn a_reinvite_to_opus_switches_rate_and_framing() {
+        let (mut a, _, start) = pair("PCMU", 0);
+        assert_eq!(a.sample_rate(), 8000);
+        a.update(params("opus", 111, 5000));
+        assert_eq!((a.sample_rate(), a.frame_samples()), (48_000, 960));
+        let mut speaker = Vec::new();
+        a.tick(start, &vec![0; 960], &mut speaker);
+        assert_eq!(speaker.len(), 960);
+        let (_, bytes) = std::iter::from_fn(|| a.poll_transmit())
+            .find(|(c, _, _)| *c == Channel::Rtp)
+            .map(|(c, _, b)| (c, b))
+            .expect("an RTP packet");
+        let packet = RtpPacket::parse(&bytes).expect("rtp");
+        assert_eq!(packet.header.payload_type, 111);
     }
 
     #[test]

@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 
 use crate::config::{AudioConfig, AudioDeviceChoice, ToneRegionChoice};
 use crate::media::device::{AudioDevice, FileDevice, NoDevice};
+use crate::media::resample::{ResampleError, StreamResampler};
 use crate::media::session::{Channel, MediaEvent, MediaParams, MediaSession, MediaStats};
 use crate::media::tones::{Tone, ToneGenerator, ToneRegion};
 use crate::sip::ua::CallId;
@@ -54,8 +55,8 @@ pub struct MediaTask {
     pub commands: mpsc::UnboundedSender<MediaCommand>,
 }
 
-/// The device a call uses, from `[audio]`. Sound cards (cpal) are not wired yet: `default`
-/// and named devices fall back to no device, and the caller is told so.
+/// The device a call uses, from `[audio]`. A sound card that cannot be opened falls back to
+/// no device, and the caller is told why (the call itself goes on).
 pub fn open_device(audio: &AudioConfig, call: CallId) -> (Box<dyn AudioDevice>, Option<String>) {
     match &audio.device {
         AudioDeviceChoice::None => (Box::new(NoDevice::new(DEVICE_RATE)), None),
@@ -65,15 +66,46 @@ pub fn open_device(audio: &AudioConfig, call: CallId) -> (Box<dyn AudioDevice>, 
                 Ok(device) => (Box::new(device), None),
                 Err(error) => (
                     Box::new(NoDevice::new(DEVICE_RATE)),
-                    Some(format!("[audio] file device: {error}; the call goes on without audio")),
+                    Some(format!(
+                        "[audio] file device: {error}; the call goes on without audio"
+                    )),
                 ),
             }
         }
-        AudioDeviceChoice::Default | AudioDeviceChoice::Named(_) => (
+        AudioDeviceChoice::Default | AudioDeviceChoice::Named(_) => open_sound_card(audio),
+    }
+}
+
+/// The cards `[audio]` names for each direction: `input`/`output` first, then `device`.
+#[cfg(feature = "sound-card")]
+pub fn sound_card_choice(audio: &AudioConfig) -> crate::media::sound_card::SoundCardChoice {
+    let named = match &audio.device {
+        AudioDeviceChoice::Named(name) => Some(name.clone()),
+        _ => None,
+    };
+    crate::media::sound_card::SoundCardChoice {
+        input: audio.input.clone().or_else(|| named.clone()),
+        output: audio.output.clone().or(named),
+    }
+}
+
+#[cfg(feature = "sound-card")]
+fn open_sound_card(audio: &AudioConfig) -> (Box<dyn AudioDevice>, Option<String>) {
+    match crate::media::sound_card::SoundCard::open(&sound_card_choice(audio)) {
+        Ok(card) => (Box::new(card), None),
+        Err(error) => (
             Box::new(NoDevice::new(DEVICE_RATE)),
-            Some("sound cards are not supported yet: the call runs with no audio device (set [audio] device = \"none\" to silence this notice)".into()),
+            Some(format!("{error}; the call goes on without audio")),
         ),
     }
+}
+
+#[cfg(not(feature = "sound-card"))]
+fn open_sound_card(_audio: &AudioConfig) -> (Box<dyn AudioDevice>, Option<String>) {
+    (
+        Box::new(NoDevice::new(DEVICE_RATE)),
+        Some("this ringside was built without sound-card support (cargo feature `sound-card`, which needs libasound2-dev): the call runs with no audio device; set [audio] device = \"none\" to silence this notice".into()),
+    )
 }
 
 pub fn tone_region(audio: &AudioConfig) -> ToneRegion {
@@ -99,24 +131,59 @@ fn per_call_path(path: &Path, call: CallId) -> PathBuf {
     path.with_file_name(format!("{stem}-{}{ext}", call.0))
 }
 
-/// Resample one frame by linear interpolation (device rate ↔ codec rate).
-fn resample(input: &[i16], out_len: usize) -> Vec<i16> {
-    if input.len() == out_len || input.is_empty() {
-        let mut v = input.to_vec();
-        v.resize(out_len, 0);
-        return v;
-    }
-    let ratio = input.len() as f64 / out_len as f64;
-    (0..out_len)
-        .map(|i| {
-            let pos = i as f64 * ratio;
-            let index = pos as usize;
-            let frac = pos - index as f64;
-            let a = f64::from(input[index.min(input.len() - 1)]);
-            let b = f64::from(input[(index + 1).min(input.len() - 1)]);
-            (a + (b - a) * frac) as i16
+/// Between the device's 20 ms frames and the session's packets: rubato resampling both ways,
+/// and the queues that let a 40 ms ptime (or Opus at 48 kHz) run on the 20 ms device clock.
+struct CodecPath {
+    codec_rate: u32,
+    /// Device rate → codec rate (the microphone).
+    up: StreamResampler,
+    /// Codec rate → device rate (the far end's voice).
+    down: StreamResampler,
+    packet: Vec<i16>,
+    speaker: Vec<i16>,
+}
+
+impl CodecPath {
+    fn new(device_rate: u32, codec_rate: u32) -> Result<CodecPath, ResampleError> {
+        let frame_ms = FRAME.as_millis() as u32;
+        Ok(CodecPath {
+            codec_rate,
+            up: StreamResampler::new(device_rate, codec_rate, frame_ms)?,
+            down: StreamResampler::new(codec_rate, device_rate, frame_ms)?,
+            packet: Vec::new(),
+            speaker: Vec::new(),
         })
-        .collect()
+    }
+
+    /// One device frame: the microphone goes toward the session, which runs once per whole
+    /// packet it has; `heard` gets one device frame of the far end (silence until there is
+    /// some).
+    fn run(
+        &mut self,
+        now: Instant,
+        session: &mut MediaSession,
+        mic: &[i16],
+        heard: &mut Vec<i16>,
+        device_frame: usize,
+    ) {
+        self.up.push(mic);
+        let packet_samples = session.frame_samples().max(1);
+        // A 10 ms ptime runs two packets per device frame: each gets its own instant, a packet
+        // time apart and ending now, so the jitter buffer sees an even clock.
+        let packets = self.up.available() / packet_samples;
+        for index in 0..packets {
+            let behind = u32::try_from(packets - 1 - index).unwrap_or(0);
+            let at = now
+                .checked_sub(session.packet_time() * behind)
+                .unwrap_or(now);
+            self.packet.clear();
+            self.up.pull(packet_samples, &mut self.packet);
+            session.tick(at, &self.packet, &mut self.speaker);
+            self.down.push(&self.speaker);
+        }
+        heard.clear();
+        self.down.pull(device_frame, heard);
+    }
 }
 
 /// A call recording: left channel the agent's microphone, right channel the far end.
@@ -171,6 +238,7 @@ pub fn spawn_call_media(
     let (tx, mut rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {
         let mut session: Option<MediaSession> = None;
+        let mut codec_path: Option<CodecPath> = None;
         let mut sockets: Option<Sockets> = None;
         let mut tone: Option<ToneGenerator> = None;
         let mut recorder: Option<Recorder> = None;
@@ -199,14 +267,23 @@ pub fn spawn_call_media(
                 _ = ticker.tick() => {
                     let now = Instant::now();
                     device.read_frame(&mut mic);
-                    let mut heard = match session.as_mut() {
-                        Some(s) => {
-                            let frame = resample(&mic, s.frame_samples());
-                            s.tick(now, &frame, &mut speaker);
-                            resample(&speaker, device_frame)
+                    let mut heard = vec![0; device_frame];
+                    if let Some(s) = session.as_mut() {
+                        if codec_path.as_ref().map(|p| p.codec_rate) != Some(s.sample_rate()) {
+                            // First media, or a re-INVITE moved to a codec of another rate.
+                            codec_path = match CodecPath::new(device.sample_rate(), s.sample_rate()) {
+                                Ok(path) => Some(path),
+                                Err(error) => {
+                                    let _ = reports.send(MediaReport::Failed(call, format!("{error}; the call has no audio")));
+                                    None
+                                }
+                            };
                         }
-                        None => vec![0; device_frame],
-                    };
+                        if let Some(path) = codec_path.as_mut() {
+                            path.run(now, s, &mic, &mut speaker, device_frame);
+                            std::mem::swap(&mut heard, &mut speaker);
+                        }
+                    }
                     if let Some(generator) = tone.as_mut() {
                         tone_buf.clear();
                         generator.generate(device_frame, &mut tone_buf);
@@ -303,6 +380,7 @@ pub fn spawn_call_media(
                         }
                         flush(session.as_mut(), sockets.as_ref()).await;
                         session = None;
+                        codec_path = None;
                         sockets = None;
                         stop_at = Some(tokio::time::Instant::now() + after);
                     }
@@ -369,12 +447,43 @@ async fn flush(session: Option<&mut MediaSession>, sockets: Option<&Sockets>) {
 mod tests {
     use super::*;
 
+    fn session(codec: &str, pt: u8, ptime_ms: u32) -> MediaSession {
+        let params = MediaParams {
+            remote: SocketAddr::from(([127, 0, 0, 1], 40_000)),
+            codec: codec.into(),
+            payload_type: pt,
+            telephone_event: None,
+            sending: true,
+            receiving: true,
+            ptime_ms,
+        };
+        MediaSession::new(params, 9, Instant::now(), Duration::ZERO).expect("session")
+    }
+
+    /// Device frames are 20 ms; packets follow the ptime: one every other frame at 40 ms, two
+    /// a frame at 10 ms, and the speaker always gets exactly one device frame.
     #[test]
-    fn resampling_keeps_length_and_shape() {
-        let up = resample(&[0, 100, 200, 300], 8);
-        assert_eq!(up, vec![0, 50, 100, 150, 200, 250, 300, 300]);
-        let down = resample(&up, 4);
-        assert_eq!(down, vec![0, 100, 200, 300]);
+    fn the_codec_path_honours_ptime_on_a_20_ms_device_clock() {
+        for (ptime, packets_in_10_frames) in [(20u32, 10usize), (40, 5), (10, 20)] {
+            let mut s = session("PCMU", 0, ptime);
+            let mut path = CodecPath::new(16_000, s.sample_rate()).expect("path");
+            let start = Instant::now();
+            let mut heard = Vec::new();
+            let mut sent = 0;
+            for frame in 0..10u32 {
+                let mic = vec![0i16; 320];
+                path.run(start + FRAME * frame, &mut s, &mic, &mut heard, 320);
+                assert_eq!(heard.len(), 320);
+                sent += std::iter::from_fn(|| s.poll_transmit())
+                    .filter(|(c, _, _)| *c == Channel::Rtp)
+                    .count();
+            }
+            // At 40 ms the tenth frame's packet is still being filled.
+            assert!(
+                sent == packets_in_10_frames || sent + 1 == packets_in_10_frames,
+                "ptime {ptime}: {sent} packets"
+            );
+        }
     }
 
     #[test]

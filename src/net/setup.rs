@@ -155,6 +155,7 @@ pub async fn prepare(config: &Config, account: &AccountConfig) -> Result<Prepare
                 "PCMU" => Some(Codec::pcmu()),
                 "PCMA" => Some(Codec::pcma()),
                 "G722" => Some(Codec::g722()),
+                "opus" => Some(Codec::opus(crate::sip::sdp::OPUS_PAYLOAD_TYPE)),
                 _ => None,
             })
             .collect(),

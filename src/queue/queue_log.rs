@@ -804,7 +804,11 @@ mod tests {
             call += 1;
             time += rng.next() % 5;
             let id = format!("ringside-lab-{time}.{call}");
-            let queue = if call % 3 == 0 { "sales" } else { "support" };
+            let queue = if call.is_multiple_of(3) {
+                "sales"
+            } else {
+                "support"
+            };
             let agent = format!("agent{}", 1 + rng.next() % 6);
             let wait = rng.next() % 120;
             let mut line = |event: QueueLogEvent, agent: &str, data: &[String]| {

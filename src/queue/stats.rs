@@ -842,7 +842,11 @@ mod tests {
         while lines < count {
             call += 1;
             time += next() % 4;
-            let queue = if call % 3 == 0 { "sales" } else { "support" };
+            let queue = if call.is_multiple_of(3) {
+                "sales"
+            } else {
+                "support"
+            };
             let agent = 1 + next() % 6;
             let wait = next() % 120;
             let id = format!("ringside-lab-{time}.{call}");

@@ -17,6 +17,12 @@ const MAX_QUOTED_CHARS: usize = 120;
 /// Formats named in a "no common codec" error.
 const MAX_DESCRIBED_FORMATS: usize = 16;
 
+/// What we offer for Opus in `a=fmtp` (RFC 7587 §6.1): we decode in-band FEC, and voice needs
+/// no more than wideband, so the peer can spend its bits on FEC and robustness instead.
+pub const OPUS_FMTP: &str = "useinbandfec=1; maxplaybackrate=16000; sprop-maxcapturerate=16000";
+/// The payload type we offer Opus on (dynamic; 111 is what most phones use).
+pub const OPUS_PAYLOAD_TYPE: u8 = 111;
+
 /// The `a=ptime` value RFC 3551 assumes for audio when the peer does not say.
 pub const DEFAULT_PTIME_MS: u32 = 20;
 
@@ -851,6 +857,15 @@ impl Codec {
     /// G.722, static payload type 9 (its RTP clock is 8000 although it samples at 16 kHz).
     pub fn g722() -> Self {
         Codec::new("G722", 8000, 1, 9)
+    }
+
+    /// Opus (RFC 7587): always `opus/48000/2` in SDP, on a dynamic payload type, with our
+    /// [`OPUS_FMTP`].
+    pub fn opus(payload_type: u8) -> Self {
+        Codec {
+            fmtp: Some(OPUS_FMTP.to_owned()),
+            ..Codec::new("opus", 48_000, 2, payload_type)
+        }
     }
 
     /// RFC 4733 DTMF events 0-16 at 8000 Hz on a dynamic payload type.

@@ -1,18 +1,21 @@
 //! Audio codecs behind one pair of traits, so the media pipeline never cares which one the SDP
 //! answer picked. All of them are ours, pure Rust and sans-IO: bytes and samples in, bytes and
-//! samples out.
+//! samples out. Opus is the exception: libopus through the `opus` crate (cargo feature `opus`).
 //!
 //! | name   | RTP clock | PCM rate | payload            |
 //! | ------ | --------- | -------- | ------------------ |
 //! | `PCMU` | 8000      | 8000     | G.711 μ-law, 1 byte/sample |
 //! | `PCMA` | 8000      | 8000     | G.711 A-law, 1 byte/sample |
 //! | `G722` | 8000      | 16000    | G.722 64 kbit/s, 1 byte per 2 samples |
+//! | `opus` | 48000     | 48000    | Opus (libopus), variable, with in-band FEC; feature `opus` |
 //!
 //! G.722 advertises an 8000 Hz RTP clock although it samples at 16 kHz: RFC 3551 §4.5.2 keeps the
 //! erroneous value of RFC 1890 for compatibility, so timestamps advance by half the PCM samples.
 
 pub mod g711;
 pub mod g722;
+#[cfg(feature = "opus")]
+pub mod opus;
 
 /// Turns PCM frames into RTP payloads.
 pub trait Encoder {
@@ -23,6 +26,14 @@ pub trait Encoder {
     fn clock_rate(&self) -> u32;
     /// The PCM sample rate the encoder expects.
     fn sample_rate(&self) -> u32;
+    /// The packet time this codec really uses when the SDP asks for `requested` ms (Opus only
+    /// has 10, 20, 40 and 60 ms frames; sample codecs take any).
+    fn packet_ms(&self, requested: u32) -> u32 {
+        requested
+    }
+    /// The loss the far end reports (RTCP fraction lost, in percent): codecs with FEC spend
+    /// bits on it accordingly.
+    fn set_expected_loss(&mut self, _percent: u8) {}
 }
 
 /// Turns RTP payloads back into PCM, and invents audio for packets that never came.
@@ -32,6 +43,44 @@ pub trait Decoder {
     fn decode(&mut self, payload: &[u8], out: &mut Vec<i16>);
     /// Packet-loss concealment: appends `samples` PCM samples standing in for lost audio.
     fn conceal(&mut self, samples: usize, out: &mut Vec<i16>);
+    /// A packet was lost but the one after it is here (`next`): codecs with in-band FEC rebuild
+    /// the lost audio from it; the others conceal. `next` is decoded again normally later.
+    fn conceal_from_next(&mut self, samples: usize, _next: &[u8], out: &mut Vec<i16>) {
+        self.conceal(samples, out);
+    }
+}
+
+/// The RTP clock rate an encoding name always has in SDP (`opus` is 48000, the rest 8000), or
+/// `None` for a name we do not implement (or Opus when built without the `opus` feature).
+pub fn clock_rate_for(name: &str) -> Option<u32> {
+    if is_opus(name) {
+        cfg!(feature = "opus").then_some(48_000)
+    } else if ["PCMU", "PCMA", "G722"]
+        .iter()
+        .any(|known| known.eq_ignore_ascii_case(name))
+    {
+        Some(8000)
+    } else {
+        None
+    }
+}
+
+fn is_opus(name: &str) -> bool {
+    name.eq_ignore_ascii_case("opus")
+}
+
+/// The codecs this build implements, in the default preference order of the table above.
+pub fn supported_names() -> &'static [&'static str] {
+    if cfg!(feature = "opus") {
+        &["PCMU", "PCMA", "G722", "opus"]
+    } else {
+        &["PCMU", "PCMA", "G722"]
+    }
+}
+
+/// [`for_name`] at the encoding's own clock rate (see [`clock_rate_for`]).
+pub fn by_name(name: &str) -> Option<(Box<dyn Encoder + Send>, Box<dyn Decoder + Send>)> {
+    for_name(name, clock_rate_for(name)?)
 }
 
 /// The encoder and decoder for an SDP encoding name (case-insensitive, as RFC 4855 says) at an
@@ -40,6 +89,9 @@ pub fn for_name(
     name: &str,
     clock: u32,
 ) -> Option<(Box<dyn Encoder + Send>, Box<dyn Decoder + Send>)> {
+    if is_opus(name) {
+        return opus_pair(clock);
+    }
     if clock != 8000 {
         return None;
     }
@@ -61,6 +113,26 @@ pub fn for_name(
     } else {
         None
     }
+}
+
+#[cfg(feature = "opus")]
+fn opus_pair(clock: u32) -> Option<(Box<dyn Encoder + Send>, Box<dyn Decoder + Send>)> {
+    if clock != opus::OPUS_RATE {
+        return None;
+    }
+    let setup = opus::OpusEncoder::new().and_then(|e| Ok((e, opus::OpusDecoder::new()?)));
+    match setup {
+        Ok((encoder, decoder)) => Some((Box::new(encoder), Box::new(decoder))),
+        Err(error) => {
+            tracing::warn!(%error, "Opus is unavailable");
+            None
+        }
+    }
+}
+
+#[cfg(not(feature = "opus"))]
+fn opus_pair(_clock: u32) -> Option<(Box<dyn Encoder + Send>, Box<dyn Decoder + Send>)> {
+    None
 }
 
 /// How much recent audio the concealer replays: long enough to hold a pitch period of any voice,
@@ -144,8 +216,16 @@ mod tests {
             for_name("G722", 16000).is_none(),
             "G.722 is G722/8000 in SDP"
         );
-        assert!(for_name("opus", 48000).is_none());
+        assert_eq!(for_name("opus", 48000).is_some(), cfg!(feature = "opus"));
+        assert!(for_name("opus", 8000).is_none());
         assert!(for_name("", 8000).is_none());
+        assert_eq!(
+            clock_rate_for("OPUS"),
+            cfg!(feature = "opus").then_some(48000)
+        );
+        assert_eq!(clock_rate_for("g722"), Some(8000));
+        assert_eq!(clock_rate_for("G729"), None);
+        assert!(by_name("G729").is_none());
     }
 
     #[test]
@@ -156,7 +236,7 @@ mod tests {
             ("PCMA", 8000, 160),
             ("G722", 16000, 160),
         ] {
-            let (mut encoder, mut decoder) = for_name(name, 8000).expect(name);
+            let (mut encoder, mut decoder) = by_name(name).expect(name);
             assert_eq!(encoder.sample_rate(), rate, "{name}");
             let pcm = vec![1000i16; rate as usize / 50];
             let mut payload = Vec::new();
