@@ -16,13 +16,27 @@
 //!   A call to another registered phone is bridged: the lab answers the caller once the
 //!   callee (rung with an INVITE of its own) answers, relays its ringing and its refusal, and
 //!   carries the audio between the two legs in-process (each leg decodes what its phone
-//!   sends and plays what the other phone said). Calls to a queue's extension get 480,
-//!   unknown numbers 404. Challenges offer MD5 only by default (see [`PbxConfig::new`]).
+//!   sends and plays what the other phone said). Unknown numbers get 404. Challenges offer
+//!   MD5 only by default (see [`PbxConfig::new`]).
+//! - A call to a queue's extension is a real caller: answered at once (the codec is the first
+//!   of the caller's offer the lab has), it hears [`HoldMusic`] and joins the queue through
+//!   [`Simulation::real_caller_join`] with its From user as caller ID and its Call-ID as the
+//!   queue call id (a queue that turns it away, `join_empty = false` or `max_len`, gets 480 /
+//!   486 instead of an answer). The agent the queue rings is rung as for any queue call; its
+//!   answer stops the music and bridges the two legs' audio. A bot that answers
+//!   ([`SimAction::BotAnswered`]) plays a bot's voice ([`CallerVoice::bot`]) until the
+//!   simulation ends the call. Either side's BYE ends the other leg; the queue hears of the
+//!   caller's end as ABANDON (waiting) or COMPLETECALLER, of the agent's as COMPLETEAGENT. A
+//!   caller the queue sends away (maximum wait, leave when empty) is hung up, or, after the
+//!   maximum wait of a queue with `timeout_fallback = "voicemail"`, hears a beep and is
+//!   recorded for up to [`VOICEMAIL_MAX`]; the message comes out of [`LabPbx::poll_voicemail`]
+//!   for the driver to write.
 //! - Transfers (RFC 3515): an agent's REFER in a queue call's dialog gets 202 and a NOTIFY
 //!   `message/sipfrag` "100 Trying". A blind transfer (Refer-To without Replaces) rings a
 //!   registered target with the caller's ID and voice; a bot, an E.164 number or the
-//!   simulation's transfer target take the caller at once (they live outside SIP). The
-//!   final NOTIFY carries the outcome ("200 OK", or "404 Not Found", "480", "486" ... after
+//!   simulation's transfer target take the caller at once (they live outside SIP); a queue's
+//!   extension puts the caller in that queue again (BLINDTRANSFER, then ENTERQUEUE). A real
+//!   caller's own voice goes wherever it is transferred. The final NOTIFY carries the outcome ("200 OK", or "404 Not Found", "480", "486" ... after
 //!   which the caller stays with the agent); on success the queue logs BLINDTRANSFER and the
 //!   lab hangs up the agent's leg unless the agent does within [`TRANSFEROR_GRACE`]. An agent
 //!   that hangs up before the target answered has handed the caller over: BLINDTRANSFER then.
