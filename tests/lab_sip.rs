@@ -721,3 +721,95 @@ fn a_sipp_caller_waits_in_a_queue_then_talks_to_a_ringside_agent() {
     );
     eprintln!("lab_sip queue caller: 440 Hz {tone:.0}, music {music:.0}; {call_id}");
 }
+
+/// Ends that close a caller's ENTERQUEUE in queue_log.
+const QUEUE_CALL_ENDS: [&str; 7] = [
+    "COMPLETEAGENT",
+    "COMPLETECALLER",
+    "ABANDON",
+    "EXITWITHTIMEOUT",
+    "EXITEMPTY",
+    "BLINDTRANSFER",
+    "ATTENDEDTRANSFER",
+];
+
+/// 20 SIPp callers a second for 10 s into support, answered by 100 bots: SIPp fails no call,
+/// and every ENTERQUEUE in queue_log has its end (a bot's COMPLETE*, or ABANDON when SIPp
+/// hung up first). The long version is benches/lab_load.sh.
+#[test]
+fn sipp_callers_at_20_a_second_into_a_queue_with_bots_are_all_carried_and_ended() {
+    if !require_peers(&["sipp"]) {
+        return;
+    }
+    let ws = PeerWorkspace::new("lab_sip_queue_load");
+    let queue_log = ws.path("queue_log");
+    let mut config = LabConfig::default();
+    config.simulation.bots = 100;
+    config.simulation.callers_per_minute = 0.0;
+    // Quick bots, so the run ends soon after the last arrival.
+    config.simulation.talk_mean = Duration::from_secs(1);
+    config.simulation.answer_delay_min = Duration::from_millis(200);
+    config.simulation.answer_delay_max = Duration::from_secs(1);
+    config.simulation.no_answer_pct = 0.0;
+    for queue in &mut config.queues {
+        queue.queue.wrapup = Duration::ZERO;
+    }
+    let lab = RunningLab::start(config, queue_log.clone());
+    let target = lab.sip.to_string();
+    let auth_uri = format!("600@{target}");
+    let calls = 200;
+    let sipp = ws
+        .start_sipp(
+            "load",
+            5076,
+            "uac_queue_call",
+            &[
+                &target, "-key", "caller", "105", "-s", "600", "-au", "105", "-ap", "lab105",
+                "-auth_uri", &auth_uri, "-r", "20", "-m", "200",
+            ],
+        )
+        .expect("sipp starts");
+    let code = sipp.wait(Duration::from_secs(40)).expect("sipp ends");
+    let log = read_text(&queue_log);
+    assert_eq!(
+        code,
+        0,
+        "sipp failed calls:\n{}\n--- lab printed:\n{}",
+        sipp.report(),
+        tail(&lab.printed.text(), 40)
+    );
+    // The last ends reach the file after SIPp's last 200 OK.
+    let mut open: Vec<String> = Vec::new();
+    let mut entered = 0;
+    wait_until(Duration::from_secs(5), || {
+        let log = read_text(&queue_log);
+        let mut waiting = std::collections::BTreeSet::new();
+        entered = 0;
+        for line in log.lines() {
+            let fields: Vec<&str> = line.split('|').collect();
+            let (Some(call), Some(event)) = (fields.get(1), fields.get(4)) else {
+                continue;
+            };
+            if *event == "ENTERQUEUE" {
+                entered += 1;
+                waiting.insert((*call).to_owned());
+            } else if QUEUE_CALL_ENDS.contains(event) {
+                waiting.remove(*call);
+            }
+        }
+        open = waiting.into_iter().collect();
+        open.is_empty()
+    });
+    assert_eq!(entered, calls, "{}", tail(&log, 20));
+    assert!(open.is_empty(), "calls without an end: {open:?}");
+    let log = read_text(&queue_log);
+    let connected = lines_with(&log, "|CONNECT|").len();
+    let completed =
+        lines_with(&log, "|COMPLETEAGENT|").len() + lines_with(&log, "|COMPLETECALLER|").len();
+    assert!(connected >= calls / 2, "bots answered {connected} of {calls}");
+    assert_eq!(completed, connected, "every connected call completed");
+    eprintln!(
+        "lab_sip load: {calls} SIPp calls at 20/s, {connected} answered by bots, {} abandoned",
+        lines_with(&log, "|ABANDON|").len()
+    );
+}
