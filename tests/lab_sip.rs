@@ -638,8 +638,20 @@ fn a_sipp_caller_waits_in_a_queue_then_talks_to_a_ringside_agent() {
                 5075,
                 "uac_queue_call",
                 &[
-                    &target, "-key", "caller", "105", "-s", "600", "-au", "105", "-ap", "lab105",
-                    "-auth_uri", &auth_uri, "-m", "1",
+                    &target,
+                    "-key",
+                    "caller",
+                    "105",
+                    "-s",
+                    "600",
+                    "-au",
+                    "105",
+                    "-ap",
+                    "lab105",
+                    "-auth_uri",
+                    &auth_uri,
+                    "-m",
+                    "1",
                 ],
             )
             .expect("sipp starts");
@@ -647,7 +659,11 @@ fn a_sipp_caller_waits_in_a_queue_then_talks_to_a_ringside_agent() {
             !lines_with(&read_text(&queue_log), "|support|NONE|ENTERQUEUE||105|1").is_empty()
         })
         .await;
-        assert!(entered, "{}", diagnose("the SIPp caller did not enter support"));
+        assert!(
+            entered,
+            "{}",
+            diagnose("the SIPp caller did not enter support")
+        );
         // The caller waits a moment with the music, then the agent logs in.
         tokio::time::sleep(Duration::from_secs(1)).await;
         agent.command(Command::Dial {
@@ -764,8 +780,22 @@ fn sipp_callers_at_20_a_second_into_a_queue_with_bots_are_all_carried_and_ended(
             5076,
             "uac_queue_call",
             &[
-                &target, "-key", "caller", "105", "-s", "600", "-au", "105", "-ap", "lab105",
-                "-auth_uri", &auth_uri, "-r", "20", "-m", "200",
+                &target,
+                "-key",
+                "caller",
+                "105",
+                "-s",
+                "600",
+                "-au",
+                "105",
+                "-ap",
+                "lab105",
+                "-auth_uri",
+                &auth_uri,
+                "-r",
+                "20",
+                "-m",
+                "200",
             ],
         )
         .expect("sipp starts");
@@ -806,7 +836,10 @@ fn sipp_callers_at_20_a_second_into_a_queue_with_bots_are_all_carried_and_ended(
     let connected = lines_with(&log, "|CONNECT|").len();
     let completed =
         lines_with(&log, "|COMPLETEAGENT|").len() + lines_with(&log, "|COMPLETECALLER|").len();
-    assert!(connected >= calls / 2, "bots answered {connected} of {calls}");
+    assert!(
+        connected >= calls / 2,
+        "bots answered {connected} of {calls}"
+    );
     assert_eq!(completed, connected, "every connected call completed");
     eprintln!(
         "lab_sip load: {calls} SIPp calls at 20/s, {connected} answered by bots, {} abandoned",

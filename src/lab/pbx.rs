@@ -378,7 +378,9 @@ impl HoldMusic {
             self.pad_phase = (self.pad_phase + TAU * chord[0] / 2.0 / rate) % TAU;
             let value = HOLD_MUSIC_NOTE_LEVEL * envelope * self.note_phase.sin()
                 + HOLD_MUSIC_PAD_LEVEL * self.pad_phase.sin();
-            *sample = value.round().clamp(f64::from(i16::MIN), f64::from(i16::MAX)) as i16;
+            *sample = value
+                .round()
+                .clamp(f64::from(i16::MIN), f64::from(i16::MAX)) as i16;
             self.position = self.position.wrapping_add(1);
         }
     }
@@ -552,7 +554,10 @@ enum Audio {
     Voice(CallerVoice),
     Music(HoldMusic),
     /// A [`VOICEMAIL_BEEP_HZ`] beep of this many more samples, then silence.
-    Beep { left: usize, phase: f64 },
+    Beep {
+        left: usize,
+        phase: f64,
+    },
     Silence,
     /// What the bridged leg's phone said, oldest first, decoded by that leg.
     Bridge(VecDeque<i16>),
@@ -5073,9 +5078,10 @@ mod tests {
     }
 
     fn ended_by_remote(w: &World, p: usize, call: CallId) -> bool {
-        w.saw(p, |e| {
-            matches!(e, UaEvent::CallEnded { call: c, by: EndedBy::Remote, .. } if *c == call)
-        })
+        w.saw(
+            p,
+            |e| matches!(e, UaEvent::CallEnded { call: c, by: EndedBy::Remote, .. } if *c == call),
+        )
     }
 
     fn heard_len(w: &World, p: usize, call: CallId) -> usize {
@@ -5115,7 +5121,10 @@ mod tests {
         let caller = queue_caller(&mut w);
         let (call, queue_call) = caller_dials(&mut w, caller, "600");
         assert!(
-            w.saw(caller, |e| matches!(e, UaEvent::Answered { codec: Some(c), .. } if c == "PCMA")),
+            w.saw(
+                caller,
+                |e| matches!(e, UaEvent::Answered { codec: Some(c), .. } if c == "PCMA")
+            ),
             "the codec the caller offered"
         );
         let invite = sent_by(&w, [127, 0, 0, 6], "INVITE sip:600@");
@@ -5128,7 +5137,10 @@ mod tests {
         let entered = w.log_lines("ENTERQUEUE");
         assert_eq!(entered.len(), 1, "{}", w.log);
         let fields: Vec<&str> = entered[0].split('|').collect();
-        assert_eq!(fields[1..], [&queue_call, "support", "NONE", "ENTERQUEUE", "", "105", "1"]);
+        assert_eq!(
+            fields[1..],
+            [&queue_call, "support", "NONE", "ENTERQUEUE", "", "105", "1"]
+        );
 
         // The agent rings with the caller's ID; the caller hears the music meanwhile.
         w.run_until(Duration::from_secs(5), |w| w.incoming(agent).is_some());
@@ -5149,12 +5161,21 @@ mod tests {
         // From 200 ms after the answer on: the agent's voice, no music.
         let talk = &w.phones[caller].heard[&call][waited + 1600..];
         let agent_voice = peak_power(talk, AGENT_HZ);
-        assert!(agent_voice > 1.0e7, "agent heard by the caller: {agent_voice:.0}");
-        assert!(agent_voice > 100.0 * c_chord_power(talk), "the music stopped");
+        assert!(
+            agent_voice > 1.0e7,
+            "agent heard by the caller: {agent_voice:.0}"
+        );
+        assert!(
+            agent_voice > 100.0 * c_chord_power(talk),
+            "the music stopped"
+        );
         assert!(agent_voice > 100.0 * peak_power(talk, CALLER_HZ), "no echo");
         let at_agent = &w.phones[agent].heard[&agent_call][1600..];
         let caller_voice = peak_power(at_agent, CALLER_HZ);
-        assert!(caller_voice > 1.0e7, "caller heard by the agent: {caller_voice:.0}");
+        assert!(
+            caller_voice > 1.0e7,
+            "caller heard by the agent: {caller_voice:.0}"
+        );
         assert!(caller_voice > 100.0 * peak_power(at_agent, CALLER_VOICE_HZ[0]));
         assert!(caller_voice > 100.0 * c_chord_power(at_agent));
 
@@ -5206,7 +5227,9 @@ mod tests {
 
         let (call, queue_call) = caller_dials(&mut w, caller, "700");
         let answered = w.now;
-        w.run_until(Duration::from_secs(10), |w| ended_by_remote(w, caller, call));
+        w.run_until(Duration::from_secs(10), |w| {
+            ended_by_remote(w, caller, call)
+        });
         let (ended, _) = w
             .find(caller, |e| matches!(e, UaEvent::CallEnded { .. }))
             .expect("ended");
@@ -5245,7 +5268,10 @@ mod tests {
         let after = &w.phones[caller].heard[&call][mark..];
         let beep = peak_power(&after[..4000.min(after.len())], VOICEMAIL_BEEP_HZ);
         assert!(beep > 1.0e7, "the beep: {beep:.0}");
-        assert!(peak_power(&after[8000..], VOICEMAIL_BEEP_HZ) < 1.0e5, "one beep only");
+        assert!(
+            peak_power(&after[8000..], VOICEMAIL_BEEP_HZ) < 1.0e5,
+            "one beep only"
+        );
         assert!(c_chord_power(after) < 1.0e5, "no more music");
         w.command(caller, Command::Hangup { call });
         w.run_until(Duration::from_secs(10), |w| {
@@ -5255,11 +5281,17 @@ mod tests {
         assert_eq!(message.queue, "support");
         assert_eq!(message.call_id, queue_call);
         assert_eq!(message.caller_id, "105");
-        assert_eq!(message.file_name, voicemail_file_name("support", &queue_call));
+        assert_eq!(
+            message.file_name,
+            voicemail_file_name("support", &queue_call)
+        );
         let seconds = message.samples.len() as f64 / 8000.0;
         assert!((2.3..=2.7).contains(&seconds), "{seconds} s recorded");
         let voice = peak_power(&message.samples, CALLER_HZ);
-        assert!(voice > 1.0e7, "the caller's voice in the message: {voice:.0}");
+        assert!(
+            voice > 1.0e7,
+            "the caller's voice in the message: {voice:.0}"
+        );
         assert!(voice > 100.0 * peak_power(&message.samples, VOICEMAIL_BEEP_HZ));
         // Written and read back as a WAV.
         let path = crate::net::lab::write_voicemail(message).expect("written");
@@ -5267,7 +5299,10 @@ mod tests {
         let mut reader = hound::WavReader::open(&path).expect("a WAV");
         assert_eq!(reader.spec().sample_rate, 8000);
         assert_eq!(reader.spec().channels, 1);
-        let read: Vec<i16> = reader.samples::<i16>().map(|s| s.expect("sample")).collect();
+        let read: Vec<i16> = reader
+            .samples::<i16>()
+            .map(|s| s.expect("sample"))
+            .collect();
         assert_eq!(read, message.samples);
         assert!(w.log_lines("ABANDON").is_empty(), "{}", w.log);
 
@@ -5296,7 +5331,9 @@ mod tests {
         let mut w = World::with_config(config, 0);
         let caller = queue_caller(&mut w);
         let (call, queue_call) = caller_dials(&mut w, caller, "600");
-        w.run_until(Duration::from_secs(60), |w| ended_by_remote(w, caller, call));
+        w.run_until(Duration::from_secs(60), |w| {
+            ended_by_remote(w, caller, call)
+        });
         let connect = w.log_lines("CONNECT");
         assert_eq!(connect.len(), 1, "{}", w.log);
         assert!(connect[0].contains(&format!("|{queue_call}|support|bot1|CONNECT|")));
@@ -5342,7 +5379,9 @@ mod tests {
                 target: "700".into(),
             },
         );
-        w.run_until(Duration::from_secs(5), |w| transfer_done(w, agent).is_some());
+        w.run_until(Duration::from_secs(5), |w| {
+            transfer_done(w, agent).is_some()
+        });
         assert_eq!(transfer_done(&w, agent), Some(true));
         let moved = heard_len(&w, caller, call);
         // 102 is rung from sales with the caller's ID and answers after 2 s.
@@ -5366,10 +5405,16 @@ mod tests {
         w.run_for(Duration::from_secs(2));
         let heard = &w.phones[caller].heard[&call];
         let waiting = &heard[moved..moved + 8000];
-        assert!(c_chord_power(waiting) > 3.0e6, "the music again while 102 rings");
+        assert!(
+            c_chord_power(waiting) > 3.0e6,
+            "the music again while 102 rings"
+        );
         let talk = &heard[heard.len() - 8000..];
         let colleague_voice = peak_power(talk, COLLEAGUE_HZ);
-        assert!(colleague_voice > 1.0e7, "102 heard by the caller: {colleague_voice:.0}");
+        assert!(
+            colleague_voice > 1.0e7,
+            "102 heard by the caller: {colleague_voice:.0}"
+        );
         assert!(colleague_voice > 100.0 * peak_power(talk, AGENT_HZ));
         w.command(caller, Command::Hangup { call });
         w.run_until(Duration::from_secs(10), |w| {
