@@ -7,10 +7,11 @@
 #
 # 1. Queue load: `ringside lab --bots BOTS`, SIPp (tests/peers/sipp/uac_queue_call.xml) sends
 #    RATE calls/s into support (600) for SECONDS: each caller is answered with hold music,
-#    waits for a bot, and hangs up after 8 s unless the lab did first. Reports SIPp's
+#    waits for a bot (3 s talks on average, 1 s wrap-up: lab.toml written here), and hangs up
+#    after 8 s unless the lab did first. Reports SIPp's
 #    successful and failed calls, whether every ENTERQUEUE in the queue_log has its end
 #    (COMPLETE*, ABANDON, EXITWITHTIMEOUT, EXITEMPTY, transfers), and the lab's RSS every 5 s.
-# 2. Call throughput: the same scenario with a 1 s hold, THROUGHPUT_CALLS calls as fast as
+# 2. Call throughput: the same scenario with a 200 ms hold, THROUGHPUT_CALLS calls as fast as
 #    they are carried (at most 200 at once), into the lab's queue (answered by the lab, hold
 #    music) and through Kamailio to a SIPp UAS registered as bob (Kamailio relays signalling
 #    only; the RTP goes between the SIPp instances).
@@ -19,7 +20,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 secs=${1:-60}
 rate=${2:-20}
-bots=${3:-30}
+bots=${3:-120}
 throughput_calls=${4:-3000}
 cargo build --release --quiet
 unshare -n bash -s "$secs" "$rate" "$bots" "$throughput_calls" <<'INNER'
@@ -37,8 +38,10 @@ cleanup() {
 trap cleanup EXIT
 echo "work dir: $W"
 
+printf '[simulation]\ntalk_mean_secs = 3\n\n[queues.support]\nwrapup_secs = 1\n' >"$W/lab.toml"
 start_lab() { # bots
-	./target/release/ringside --log-file "$W/lab-$1.log" lab --sip 127.0.0.1:5060 --callers 0 \
+	./target/release/ringside --log-file "$W/lab-$1.log" lab --lab-config "$W/lab.toml" \
+		--sip 127.0.0.1:5060 --callers 0 \
 		--bots "$1" --queue-log "$W/ql-$1" --duration 3600 >"$W/lab-$1.out" 2>&1 &
 	LAB=$!
 	sleep 1
@@ -89,11 +92,11 @@ echo "queue_log: $entered ENTERQUEUE, $closed ended ($connected CONNECT, $abando
 echo "lab RSS (KiB) every 5 s: $(awk '{printf "%s ", $2}' "$W/rss.txt")"
 
 # --- 2. call throughput -------------------------------------------------------------------------
-sed 's/timeout="8000"/timeout="1000"/' "$P/sipp/uac_queue_call.xml" >"$W/uac_queue_call_1s.xml"
+sed 's/timeout="8000"/timeout="200"/' "$P/sipp/uac_queue_call.xml" >"$W/uac_queue_call_short.xml"
 measure_calls() { # run port target user pass callee
 	local start end
 	start=$(date +%s.%N)
-	bash "$P/start-sipp.sh" --fg "$W" "$1" "$2" "$W/uac_queue_call_1s.xml" "$3" -key caller "$4" \
+	bash "$P/start-sipp.sh" --fg "$W" "$1" "$2" "$W/uac_queue_call_short.xml" "$3" -key caller "$4" \
 		-au "$4" -ap "$5" -s "$6" -auth_uri "$6@$3" -m "$tcalls" -r 2000 -l 200 >/dev/null 2>&1 || true
 	end=$(date +%s.%N)
 	echo "$(echo "$end - $start" | bc) $(sipp_count "$1" "Successful call") $(sipp_count "$1" "Failed call")"
@@ -109,7 +112,7 @@ read -r kam_s kam_ok kam_failed < <(measure_calls kamailio-calls 5077 127.0.0.1:
 bash "$P/stop.sh" "$W" sipp-bob kamailio >/dev/null 2>&1 || true
 lab_rate=$(echo "scale=1; $lab_ok / $lab_s" | bc)
 kam_rate=$(echo "scale=1; $kam_ok / $kam_s" | bc)
-echo "== call throughput ($tcalls calls of 1 s, at most 200 at once)"
+echo "== call throughput ($tcalls calls held 200 ms, at most 200 at once)"
 echo "lab:      $lab_ok ok, $lab_failed failed in ${lab_s}s = ${lab_rate} calls/s"
 echo "kamailio: $kam_ok ok, $kam_failed failed in ${kam_s}s = ${kam_rate} calls/s"
 echo "ratio lab/kamailio: $(echo "scale=2; $lab_rate / $kam_rate" | bc)"
