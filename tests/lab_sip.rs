@@ -572,3 +572,277 @@ fn a_ringside_agent_blind_transfers_a_queue_call_to_another_ringside_phone() {
         "lab_sip transfer: call {transferred:?} at 102: {received} RTP packets counted in 4.5 s, 400 Hz {low:.0}, 800 Hz {high:.0}; {blind}"
     );
 }
+
+/// Polls `done` every 50 ms on the async clock (the phones' drivers keep running meanwhile).
+async fn wait_async(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if done() {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A SIPp caller (account 105, digest auth) dials the support queue's extension 600 and
+/// streams a 440 Hz tone: the lab answers at once with hold music and queues it. Ringside agent
+/// 101 logs in with *600 while the caller waits, is rung with the caller's number, answers by
+/// itself and records what it hears: SIPp's tone, no hold music. SIPp hangs up after 8 s, so
+/// queue_log has ENTERQUEUE, CONNECT and COMPLETECALLER, and SIPp counts its call successful.
+#[test]
+fn a_sipp_caller_waits_in_a_queue_then_talks_to_a_ringside_agent() {
+    if !require_peers(&["sipp"]) {
+        return;
+    }
+    let ws = PeerWorkspace::new("lab_sip_queue_caller");
+    let queue_log = ws.path("queue_log");
+    let mut config = LabConfig::default();
+    config.simulation.bots = 0;
+    config.simulation.callers_per_minute = 0.0;
+    let lab = RunningLab::start(config, queue_log.clone());
+    let diagnose = |what: &str| {
+        format!(
+            "{what}\n--- lab printed:\n{}\n--- queue_log:\n{}",
+            lab.printed.text(),
+            read_text(&queue_log)
+        )
+    };
+    let recording = ws.path("agent.wav");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let target = lab.sip.to_string();
+    // SIPp signs "sip:HOST:PORT" unless told; the lab wants the Request-URI, as RFC 2617 says.
+    let auth_uri = format!("600@{target}");
+    let sipp = runtime.block_on(async {
+        let recorded = AudioConfig {
+            device: AudioDeviceChoice::File,
+            file_out: Some(recording.clone()),
+            ..AudioConfig::default()
+        };
+        let mut agent = RingsidePhone::start("101", lab.sip, recorded, (31_200, 31_298)).await;
+        agent.command(Command::Register);
+        agent
+            .wait_for(Duration::from_secs(10), |e| {
+                matches!(e, UaEvent::Registered { .. })
+            })
+            .await;
+
+        let sipp = ws
+            .start_sipp(
+                "caller",
+                5075,
+                "uac_queue_call",
+                &[
+                    &target,
+                    "-key",
+                    "caller",
+                    "105",
+                    "-s",
+                    "600",
+                    "-au",
+                    "105",
+                    "-ap",
+                    "lab105",
+                    "-auth_uri",
+                    &auth_uri,
+                    "-m",
+                    "1",
+                ],
+            )
+            .expect("sipp starts");
+        let entered = wait_async(Duration::from_secs(10), || {
+            !lines_with(&read_text(&queue_log), "|support|NONE|ENTERQUEUE||105|1").is_empty()
+        })
+        .await;
+        assert!(
+            entered,
+            "{}",
+            diagnose("the SIPp caller did not enter support")
+        );
+        // The caller waits a moment with the music, then the agent logs in.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        agent.command(Command::Dial {
+            target: "*600".into(),
+        });
+        agent
+            .wait_for(Duration::from_secs(10), |e| {
+                matches!(e, UaEvent::CallEnded { .. })
+            })
+            .await;
+        let UaEvent::IncomingCall { call, from, name } = agent
+            .wait_for(Duration::from_secs(10), |e| incoming_call(e).is_some())
+            .await
+        else {
+            unreachable!("matched");
+        };
+        assert_eq!(from, "sip:105@lab");
+        assert_eq!(name.as_deref(), Some("support: 105"));
+        agent
+            .wait_for(
+                Duration::from_secs(5),
+                |e| matches!(e, UaEvent::Answered { call: c, .. } if *c == call),
+            )
+            .await;
+        // SIPp hangs up 8 s after the lab answered it; the lab hangs up the agent.
+        agent
+            .wait_for(
+                Duration::from_secs(15),
+                |e| matches!(e, UaEvent::CallEnded { call: c, .. } if *c == call),
+            )
+            .await;
+        // The media task closes the recording once the call is over.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        sipp
+    });
+    let code = sipp.wait(Duration::from_secs(10)).expect("sipp ends");
+    assert_eq!(code, 0, "sipp failed a call:\n{}", sipp.report());
+
+    let log = read_text(&queue_log);
+    let entered = lines_with(&log, "|ENTERQUEUE|");
+    assert_eq!(entered.len(), 1, "{log}");
+    let call_id = entered[0].split('|').nth(1).unwrap_or_default().to_owned();
+    assert!(
+        sipp.messages().contains(&format!("Call-ID: {call_id}")),
+        "the queue call id is SIPp's Call-ID: {call_id}"
+    );
+    for event in ["CONNECT", "COMPLETECALLER"] {
+        assert_eq!(
+            lines_with(&log, &format!("|{call_id}|support|101|{event}|")).len(),
+            1,
+            "{}",
+            diagnose(&format!("no {event} for the SIPp caller"))
+        );
+    }
+    assert!(lines_with(&log, "|ABANDON|").is_empty(), "{log}");
+
+    // What 101 heard on its second call (the file device numbers the calls after the first):
+    // SIPp's 440 Hz, and none of the hold music's C major notes.
+    let (rate, heard) = read_wav(&ws.path("agent-2.wav"));
+    assert!(
+        heard.len() > rate as usize * 3 / 2,
+        "{} samples at {rate} Hz\n{}",
+        heard.len(),
+        diagnose("a short recording")
+    );
+    let tone = peak_power(&heard, rate, 440.0);
+    let music = peak_power(&heard, rate, 261.63).max(peak_power(&heard, rate, 329.63));
+    assert!(
+        tone > 5.0e6 && tone > 50.0 * music,
+        "the caller's 440 Hz at the agent: {tone:.0}, hold music {music:.0}"
+    );
+    eprintln!("lab_sip queue caller: 440 Hz {tone:.0}, music {music:.0}; {call_id}");
+}
+
+/// Ends that close a caller's ENTERQUEUE in queue_log.
+const QUEUE_CALL_ENDS: [&str; 7] = [
+    "COMPLETEAGENT",
+    "COMPLETECALLER",
+    "ABANDON",
+    "EXITWITHTIMEOUT",
+    "EXITEMPTY",
+    "BLINDTRANSFER",
+    "ATTENDEDTRANSFER",
+];
+
+/// 20 SIPp callers a second for 10 s into support, answered by 100 bots: SIPp fails no call,
+/// and every ENTERQUEUE in queue_log has its end (a bot's COMPLETE*, or ABANDON when SIPp
+/// hung up first). The long version is benches/lab_load.sh.
+#[test]
+fn sipp_callers_at_20_a_second_into_a_queue_with_bots_are_all_carried_and_ended() {
+    if !require_peers(&["sipp"]) {
+        return;
+    }
+    let ws = PeerWorkspace::new("lab_sip_queue_load");
+    let queue_log = ws.path("queue_log");
+    let mut config = LabConfig::default();
+    config.simulation.bots = 100;
+    config.simulation.callers_per_minute = 0.0;
+    // Quick bots, so the run ends soon after the last arrival.
+    config.simulation.talk_mean = Duration::from_secs(1);
+    config.simulation.answer_delay_min = Duration::from_millis(200);
+    config.simulation.answer_delay_max = Duration::from_secs(1);
+    config.simulation.no_answer_pct = 0.0;
+    for queue in &mut config.queues {
+        queue.queue.wrapup = Duration::ZERO;
+    }
+    let lab = RunningLab::start(config, queue_log.clone());
+    let target = lab.sip.to_string();
+    let auth_uri = format!("600@{target}");
+    let calls = 200;
+    let sipp = ws
+        .start_sipp(
+            "load",
+            5076,
+            "uac_queue_call",
+            &[
+                &target,
+                "-key",
+                "caller",
+                "105",
+                "-s",
+                "600",
+                "-au",
+                "105",
+                "-ap",
+                "lab105",
+                "-auth_uri",
+                &auth_uri,
+                "-r",
+                "20",
+                "-m",
+                "200",
+            ],
+        )
+        .expect("sipp starts");
+    let code = sipp.wait(Duration::from_secs(40)).expect("sipp ends");
+    let log = read_text(&queue_log);
+    assert_eq!(
+        code,
+        0,
+        "sipp failed calls:\n{}\n--- lab printed:\n{}",
+        sipp.report(),
+        tail(&lab.printed.text(), 40)
+    );
+    // The last ends reach the file after SIPp's last 200 OK.
+    let mut open: Vec<String> = Vec::new();
+    let mut entered = 0;
+    wait_until(Duration::from_secs(5), || {
+        let log = read_text(&queue_log);
+        let mut waiting = std::collections::BTreeSet::new();
+        entered = 0;
+        for line in log.lines() {
+            let fields: Vec<&str> = line.split('|').collect();
+            let (Some(call), Some(event)) = (fields.get(1), fields.get(4)) else {
+                continue;
+            };
+            if *event == "ENTERQUEUE" {
+                entered += 1;
+                waiting.insert((*call).to_owned());
+            } else if QUEUE_CALL_ENDS.contains(event) {
+                waiting.remove(*call);
+            }
+        }
+        open = waiting.into_iter().collect();
+        open.is_empty()
+    });
+    assert_eq!(entered, calls, "{}", tail(&log, 20));
+    assert!(open.is_empty(), "calls without an end: {open:?}");
+    let log = read_text(&queue_log);
+    let connected = lines_with(&log, "|CONNECT|").len();
+    let completed =
+        lines_with(&log, "|COMPLETEAGENT|").len() + lines_with(&log, "|COMPLETECALLER|").len();
+    assert!(
+        connected >= calls / 2,
+        "bots answered {connected} of {calls}"
+    );
+    assert_eq!(completed, connected, "every connected call completed");
+    eprintln!(
+        "lab_sip load: {calls} SIPp calls at 20/s, {connected} answered by bots, {} abandoned",
+        lines_with(&log, "|ABANDON|").len()
+    );
+}

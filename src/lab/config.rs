@@ -96,7 +96,37 @@ pub struct LabQueue {
     /// Simulated callers a minute into this queue; `None` takes
     /// [`SimulationConfig::callers_per_minute`].
     pub callers_per_minute: Option<f64>,
+    /// What a real caller whose maximum wait ran out gets (`timeout_fallback`).
+    pub timeout_fallback: TimeoutFallback,
+    /// Where voicemail messages are written (`voicemail_dir`); a relative path is taken from
+    /// the lab's working directory.
+    pub voicemail_dir: PathBuf,
 }
+
+/// What happens to a real caller once the queue's maximum wait ran out (queue_log has
+/// EXITWITHTIMEOUT either way).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TimeoutFallback {
+    /// The lab hangs up.
+    #[default]
+    Hangup,
+    /// The caller hears a beep and leaves a message, recorded to a WAV file in the queue's
+    /// `voicemail_dir`; then the lab hangs up.
+    Voicemail,
+}
+
+impl TimeoutFallback {
+    /// The `timeout_fallback` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TimeoutFallback::Hangup => "hangup",
+            TimeoutFallback::Voicemail => "voicemail",
+        }
+    }
+}
+
+/// Where voicemail goes when `voicemail_dir` is not set.
+pub const DEFAULT_VOICEMAIL_DIR: &str = "voicemail";
 
 /// What a dialled number means to the lab's router.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -303,6 +333,8 @@ fn default_queue(
         login_code: login_code.to_owned(),
         logout_code: logout_code.to_owned(),
         callers_per_minute: None,
+        timeout_fallback: TimeoutFallback::Hangup,
+        voicemail_dir: PathBuf::from(DEFAULT_VOICEMAIL_DIR),
     }
 }
 
@@ -439,6 +471,8 @@ const QUEUE_KEYS: &[&str] = &[
     "leave_when_empty",
     "max_len",
     "callers_per_minute",
+    "timeout_fallback",
+    "voicemail_dir",
 ];
 const SIMULATION_KEYS: &[&str] = &[
     "callers_per_minute",
@@ -599,6 +633,12 @@ impl LabConfig {
             }
             if let Some(max_len) = config.max_len {
                 settings.push(format!("at most {max_len} waiting"));
+            }
+            if queue.timeout_fallback == TimeoutFallback::Voicemail {
+                settings.push(format!(
+                    "voicemail after the max wait in {}",
+                    queue.voicemail_dir.display()
+                ));
             }
             lines.push(format!(
                 "queue {} on {} ({})",
@@ -1030,6 +1070,8 @@ impl<'a> Source<'a> {
                 login_code: String::new(),
                 logout_code: String::new(),
                 callers_per_minute: None,
+                timeout_fallback: TimeoutFallback::Hangup,
+                voicemail_dir: PathBuf::from(DEFAULT_VOICEMAIL_DIR),
             },
         };
         let mut enabled = true;
@@ -1082,6 +1124,10 @@ impl<'a> Source<'a> {
                     })?;
                     config.max_len = usize::try_from(max_len).ok().filter(|&n| n > 0);
                 }
+                "timeout_fallback" => {
+                    queue.timeout_fallback = self.value(s, entry, timeout_fallback)?;
+                }
+                "voicemail_dir" => queue.voicemail_dir = self.value(s, entry, directory)?,
                 _ => {
                     queue.callers_per_minute = Some(self.value(s, entry, |v| {
                         rate(v, CALLERS_PER_MINUTE_MAX, "callers a minute")
@@ -1363,6 +1409,25 @@ fn strategy(value: &toml::Value) -> Result<Strategy, Problem> {
         .map_err(|_| problem())
 }
 
+fn timeout_fallback(value: &toml::Value) -> Result<TimeoutFallback, Problem> {
+    const PROBLEM: &str = "expected \"hangup\" or \"voicemail\" in quotes";
+    match text(value, PROBLEM)?.trim() {
+        "hangup" => Ok(TimeoutFallback::Hangup),
+        "voicemail" => Ok(TimeoutFallback::Voicemail),
+        _ => Err(Problem(PROBLEM.to_owned())),
+    }
+}
+
+fn directory(value: &toml::Value) -> Result<PathBuf, Problem> {
+    const PROBLEM: &str =
+        "expected a directory path in quotes on one line, e.g. voicemail_dir = \"/var/tmp/lab-voicemail\"";
+    let path = text(value, PROBLEM)?;
+    if path.trim().is_empty() || path.chars().any(char::is_control) {
+        return Err(Problem(PROBLEM.to_owned()));
+    }
+    Ok(PathBuf::from(path))
+}
+
 fn boolean(value: &toml::Value) -> Result<bool, Problem> {
     match value {
         toml::Value::Boolean(flag) => Ok(*flag),
@@ -1516,6 +1581,8 @@ join_empty = false
 leave_when_empty = true
 max_len = 12
 callers_per_minute = 4.5
+timeout_fallback = "voicemail"
+voicemail_dir = "/var/tmp/vm"
 
 [queues.sales]
 enabled = false
@@ -1611,7 +1678,7 @@ transfer_target = "2000"
         assert_eq!(
             config.describe(),
             "agents 301–302 (passwords pw301–pw302), supervisor 900 (password boss)\n\
-             queue support on 650 (*650/*651, linear, ring 20 s, retry 3 s, wrap-up 30 s, no max wait, no join when empty, leave when empty, at most 12 waiting)\n\
+             queue support on 650 (*650/*651, linear, ring 20 s, retry 3 s, wrap-up 30 s, no max wait, no join when empty, leave when empty, at most 12 waiting, voicemail after the max wait in /var/tmp/vm)\n\
              queue billing on 800 (*800/#800, fewestcalls, ring 15 s, retry 5 s, wrap-up 0 s, max wait 300 s)\n\
              AMI user admin (secret s3cret)\n\
              simulation: callers support 4.5/min, billing 3/min from +3225550100..+3225550109, +14155550123, patience ~45 s, talk ~200 s; bots bot1–bot7 in billing"
@@ -1656,6 +1723,13 @@ transfer_target = "2000"
         assert_eq!(support.login_code, "*650");
         assert_eq!(support.logout_code, "*651");
         assert_eq!(support.callers_per_minute, Some(4.5));
+        assert_eq!(support.timeout_fallback, TimeoutFallback::Voicemail);
+        assert_eq!(support.voicemail_dir, PathBuf::from("/var/tmp/vm"));
+        assert_eq!(config.queues[1].timeout_fallback, TimeoutFallback::Hangup);
+        assert_eq!(
+            config.queues[1].voicemail_dir,
+            PathBuf::from(DEFAULT_VOICEMAIL_DIR)
+        );
         let billing = &config.queues[1];
         assert_eq!(billing.queue.strategy, Strategy::FewestCalls);
         assert_eq!(billing.logout_code, "#800");
@@ -1781,6 +1855,14 @@ transfer_target = "2000"
         assert_eq!(
             error("[queues.support]\nretry_secs = 1.5\n"),
             "lab.toml:2: [queues.support].retry_secs = 1.5: must be a whole number of seconds from 0 to 86400"
+        );
+        assert_eq!(
+            error("[queues.support]\ntimeout_fallback = \"record\"\n"),
+            "lab.toml:2: [queues.support].timeout_fallback = \"record\": expected \"hangup\" or \"voicemail\" in quotes"
+        );
+        assert_eq!(
+            error("[queues.support]\nvoicemail_dir = 3\n"),
+            "lab.toml:2: [queues.support].voicemail_dir = 3: expected a directory path in quotes on one line, e.g. voicemail_dir = \"/var/tmp/lab-voicemail\""
         );
         assert_eq!(
             error("[queues.support]\nmax_wait_secs = 1979-05-27\n"),

@@ -16,13 +16,27 @@
 //!   A call to another registered phone is bridged: the lab answers the caller once the
 //!   callee (rung with an INVITE of its own) answers, relays its ringing and its refusal, and
 //!   carries the audio between the two legs in-process (each leg decodes what its phone
-//!   sends and plays what the other phone said). Calls to a queue's extension get 480,
-//!   unknown numbers 404. Challenges offer MD5 only by default (see [`PbxConfig::new`]).
+//!   sends and plays what the other phone said). Unknown numbers get 404. Challenges offer
+//!   MD5 only by default (see [`PbxConfig::new`]).
+//! - A call to a queue's extension is a real caller: answered at once (the codec is the first
+//!   of the caller's offer the lab has), it hears [`HoldMusic`] and joins the queue through
+//!   [`Simulation::real_caller_join`] with its From user as caller ID and its Call-ID as the
+//!   queue call id (a queue that turns it away, `join_empty = false` or `max_len`, gets 480 /
+//!   486 instead of an answer). The agent the queue rings is rung as for any queue call; its
+//!   answer stops the music and bridges the two legs' audio. A bot that answers
+//!   ([`SimAction::BotAnswered`]) plays a bot's voice ([`CallerVoice::bot`]) until the
+//!   simulation ends the call. Either side's BYE ends the other leg; the queue hears of the
+//!   caller's end as ABANDON (waiting) or COMPLETECALLER, of the agent's as COMPLETEAGENT. A
+//!   caller the queue sends away (maximum wait, leave when empty) is hung up, or, after the
+//!   maximum wait of a queue with `timeout_fallback = "voicemail"`, hears a beep and is
+//!   recorded for up to [`VOICEMAIL_MAX`]; the message comes out of [`LabPbx::poll_voicemail`]
+//!   for the driver to write.
 //! - Transfers (RFC 3515): an agent's REFER in a queue call's dialog gets 202 and a NOTIFY
 //!   `message/sipfrag` "100 Trying". A blind transfer (Refer-To without Replaces) rings a
 //!   registered target with the caller's ID and voice; a bot, an E.164 number or the
-//!   simulation's transfer target take the caller at once (they live outside SIP). The
-//!   final NOTIFY carries the outcome ("200 OK", or "404 Not Found", "480", "486" ... after
+//!   simulation's transfer target take the caller at once (they live outside SIP); a queue's
+//!   extension puts the caller in that queue again (BLINDTRANSFER, then ENTERQUEUE). A real
+//!   caller's own voice goes wherever it is transferred. The final NOTIFY carries the outcome ("200 OK", or "404 Not Found", "480", "486" ... after
 //!   which the caller stays with the agent); on success the queue logs BLINDTRANSFER and the
 //!   lab hangs up the agent's leg unless the agent does within [`TRANSFEROR_GRACE`]. An agent
 //!   that hangs up before the target answered has handed the caller over: BLINDTRANSFER then.
@@ -58,8 +72,8 @@ use core::net::{IpAddr, SocketAddr};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
-use crate::lab::config::{Dialled, LabConfig};
-use crate::lab::queue::QueueAction;
+use crate::lab::config::{Dialled, LabConfig, TimeoutFallback};
+use crate::lab::queue::{HangupReason, JoinOutcome, QueueAction, RefuseReason};
 use crate::lab::registrar::{Registrar, RegistrarEvent};
 use crate::lab::sim::{SimAction, Simulation, Transfer};
 use crate::media::session::{Channel, MediaParams, MediaSession};
@@ -88,6 +102,34 @@ pub const CALLER_VOICE_HZ: [f64; 2] = [400.0, 800.0];
 pub const CALLER_VOICE_STEP: Duration = Duration::from_millis(250);
 /// Peak amplitude of the caller's voice (16-bit scale): about -12 dBFS.
 const CALLER_VOICE_LEVEL: f64 = 8000.0;
+/// The two pitches of a bot's voice, heard by a real caller a bot answered (and by a real
+/// caller transferred somewhere outside the lab).
+pub const BOT_VOICE_HZ: [f64; 2] = [700.0, 1100.0];
+/// Each pitch of a bot's voice lasts this long.
+pub const BOT_VOICE_STEP: Duration = Duration::from_millis(300);
+/// The hold music's chords (C, A minor, F, G), each as the four notes its arpeggio climbs.
+pub const HOLD_MUSIC_CHORDS: [[f64; 4]; 4] = [
+    [261.63, 329.63, 392.00, 523.25],
+    [220.00, 261.63, 329.63, 440.00],
+    [174.61, 220.00, 261.63, 349.23],
+    [196.00, 246.94, 293.66, 392.00],
+];
+/// One note of the hold music's arpeggio.
+pub const HOLD_MUSIC_NOTE: Duration = Duration::from_millis(250);
+/// The order the arpeggio plays a chord's notes in (indexes into a chord): up, then back down.
+const HOLD_MUSIC_PATTERN: [usize; 8] = [0, 1, 2, 3, 2, 1, 2, 1];
+/// Peak amplitude of an arpeggio note, and of the sustained root an octave below.
+const HOLD_MUSIC_NOTE_LEVEL: f64 = 7000.0;
+const HOLD_MUSIC_PAD_LEVEL: f64 = 1200.0;
+/// The beep before a voicemail message is recorded.
+pub const VOICEMAIL_BEEP_HZ: f64 = 1000.0;
+pub const VOICEMAIL_BEEP: Duration = Duration::from_millis(500);
+const VOICEMAIL_BEEP_LEVEL: f64 = 8000.0;
+/// The longest voicemail message; then the lab hangs up.
+pub const VOICEMAIL_MAX: Duration = Duration::from_secs(60);
+/// The rate voicemail is recorded at (the lab's codecs are 8 kHz).
+pub const VOICEMAIL_SAMPLE_RATE: u32 = 8000;
+const VOICEMAIL_MAX_SAMPLES: usize = 60 * 8000;
 /// Methods the lab answers with something other than 405 / 501.
 const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REGISTER, REFER";
 /// The dialplan context of the lab, written in BLINDTRANSFER (Asterisk's `extension|context`).
@@ -187,6 +229,13 @@ pub enum PbxEvent {
         agent: String,
         status: u16,
     },
+    /// Phone `user` called a queue's extension and waits in `queue` as `call_id`.
+    CallerQueued {
+        user: String,
+        queue: String,
+        call_id: String,
+        caller_id: String,
+    },
     /// A connected queue call's agent leg ended; `by_agent` when the phone hung up.
     CallEnded {
         call_id: String,
@@ -235,10 +284,12 @@ pub struct MediaTransmit {
 
 /// The simulated caller's voice: [`CALLER_VOICE_HZ`] in turns of [`CALLER_VOICE_STEP`],
 /// phase-continuous so the switches do not click. Recognisable in a recording, unlike any
-/// call-progress tone.
+/// call-progress tone. [`CallerVoice::bot`] is the same with a bot's pitches.
 #[derive(Debug, Clone)]
 pub struct CallerVoice {
     sample_rate: u32,
+    pitches: [f64; 2],
+    step: Duration,
     position: u64,
     phase: f64,
 }
@@ -247,20 +298,29 @@ impl CallerVoice {
     pub fn new(sample_rate: u32) -> CallerVoice {
         CallerVoice {
             sample_rate: sample_rate.max(1),
+            pitches: CALLER_VOICE_HZ,
+            step: CALLER_VOICE_STEP,
             position: 0,
             phase: 0.0,
+        }
+    }
+
+    /// A bot's voice: [`BOT_VOICE_HZ`] in turns of [`BOT_VOICE_STEP`].
+    pub fn bot(sample_rate: u32) -> CallerVoice {
+        CallerVoice {
+            pitches: BOT_VOICE_HZ,
+            step: BOT_VOICE_STEP,
+            ..CallerVoice::new(sample_rate)
         }
     }
 
     /// Overwrites `out` with the next samples.
     pub fn fill(&mut self, out: &mut [i16]) {
         let rate = u64::from(self.sample_rate);
-        let step = u64::try_from(CALLER_VOICE_STEP.as_millis())
-            .unwrap_or(1)
-            .max(1);
+        let step = u64::try_from(self.step.as_millis()).unwrap_or(1).max(1);
         for sample in out {
             let turn = self.position.saturating_mul(1000) / rate / step;
-            let [low, high] = CALLER_VOICE_HZ;
+            let [low, high] = self.pitches;
             let frequency = if turn.is_multiple_of(2) { low } else { high };
             self.phase += TAU * frequency / f64::from(self.sample_rate);
             if self.phase >= TAU {
@@ -270,6 +330,102 @@ impl CallerVoice {
             self.position = self.position.wrapping_add(1);
         }
     }
+}
+
+/// The lab's hold music, generated: a slow arpeggio climbing and falling through each chord of
+/// [`HOLD_MUSIC_CHORDS`] (two seconds a chord, an eight-second loop), each note plucked (a quick
+/// rise, then a decay) over the chord's root sustained an octave lower.
+#[derive(Debug, Clone)]
+pub struct HoldMusic {
+    sample_rate: u32,
+    position: u64,
+    note_phase: f64,
+    pad_phase: f64,
+}
+
+impl HoldMusic {
+    pub fn new(sample_rate: u32) -> HoldMusic {
+        HoldMusic {
+            sample_rate: sample_rate.max(1),
+            position: 0,
+            note_phase: 0.0,
+            pad_phase: 0.0,
+        }
+    }
+
+    /// Overwrites `out` with the next samples.
+    pub fn fill(&mut self, out: &mut [i16]) {
+        let rate = f64::from(self.sample_rate);
+        let note_len = (HOLD_MUSIC_NOTE.as_secs_f64() * rate).max(1.0) as u64;
+        let notes_per_chord = HOLD_MUSIC_PATTERN.len() as u64;
+        for sample in out {
+            let note_index = self.position / note_len;
+            let chord_index = (note_index / notes_per_chord) % HOLD_MUSIC_CHORDS.len() as u64;
+            let chord = HOLD_MUSIC_CHORDS
+                .get(usize::try_from(chord_index).unwrap_or(0))
+                .copied()
+                .unwrap_or(HOLD_MUSIC_CHORDS[0]);
+            let step = usize::try_from(note_index % notes_per_chord).unwrap_or(0);
+            let note = HOLD_MUSIC_PATTERN
+                .get(step)
+                .and_then(|&i| chord.get(i))
+                .copied()
+                .unwrap_or(chord[0]);
+            let into_note = (self.position % note_len) as f64 / rate;
+            // 10 ms rise, then the note fades to about a fifth by its end.
+            let envelope = (into_note / 0.010).min(1.0) * (-6.0 * into_note).exp();
+            self.note_phase = (self.note_phase + TAU * note / rate) % TAU;
+            self.pad_phase = (self.pad_phase + TAU * chord[0] / 2.0 / rate) % TAU;
+            let value = HOLD_MUSIC_NOTE_LEVEL * envelope * self.note_phase.sin()
+                + HOLD_MUSIC_PAD_LEVEL * self.pad_phase.sin();
+            *sample = value
+                .round()
+                .clamp(f64::from(i16::MIN), f64::from(i16::MAX)) as i16;
+            self.position = self.position.wrapping_add(1);
+        }
+    }
+}
+
+/// A voicemail message the lab recorded, for the driver to write as a WAV file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Voicemail {
+    /// The queue the caller waited in.
+    pub queue: String,
+    /// The queue call id (the caller's Call-ID).
+    pub call_id: String,
+    /// Who called.
+    pub caller_id: String,
+    /// The queue's `voicemail_dir`.
+    pub dir: std::path::PathBuf,
+    /// `QUEUE-CALLID.wav`, with anything but letters, digits, `-`, `_`, `.` and `@` replaced.
+    pub file_name: String,
+    pub sample_rate: u32,
+    /// What the caller said, 16-bit mono.
+    pub samples: Vec<i16>,
+}
+
+/// The file a voicemail of `queue`'s caller `call_id` goes to: safe as one path component.
+pub fn voicemail_file_name(queue: &str, call_id: &str) -> String {
+    let safe = |text: &str| -> String {
+        text.chars()
+            .take(MAX_LOG_ID_CHARS)
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@') {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect()
+    };
+    let call = safe(call_id);
+    // A name of dots only would climb out of the directory.
+    let call = if call.chars().all(|c| c == '.') {
+        call.replace('.', "_")
+    } else {
+        call
+    };
+    format!("{}-{call}.wav", safe(queue))
 }
 
 type LegId = u64;
@@ -301,6 +457,30 @@ enum LegKind {
     PhoneIn { user: String, callee: String },
     /// The lab's call to `callee` for `user`'s [`LegKind::PhoneIn`] leg.
     PhoneOut { user: String, callee: String },
+    /// Phone `user` called a queue's extension: the lab answered, and the leg's Call-ID is the
+    /// queue call id (`call_id`, as written in queue_log).
+    Caller {
+        user: String,
+        call_id: String,
+        queue: String,
+        caller_id: String,
+        stage: CallerStage,
+    },
+}
+
+/// Where a real queue caller is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CallerStage {
+    /// In the queue, hearing the hold music.
+    Waiting,
+    /// Talking to a real agent (the agent's leg is the partner).
+    WithAgent,
+    /// Talking to a bot (the bot's voice is generated here).
+    WithBot,
+    /// Leaving a voicemail message.
+    Voicemail,
+    /// Out of the queue's hands (transferred, or sent away): the queue is told nothing more.
+    Gone,
 }
 
 impl LegKind {
@@ -311,7 +491,7 @@ impl LegKind {
             LegKind::PhoneIn { user, .. } => Some(user),
             LegKind::PhoneOut { callee, .. } => Some(callee),
             LegKind::Transferred { target, .. } => Some(target),
-            LegKind::Agent { .. } | LegKind::Transferor { .. } => None,
+            LegKind::Agent { .. } | LegKind::Transferor { .. } | LegKind::Caller { .. } => None,
         }
     }
 
@@ -321,7 +501,7 @@ impl LegKind {
             LegKind::Code { agent }
             | LegKind::Agent { agent, .. }
             | LegKind::Transferor { agent } => agent,
-            LegKind::PhoneIn { user, .. } => user,
+            LegKind::PhoneIn { user, .. } | LegKind::Caller { user, .. } => user,
             LegKind::PhoneOut { callee, .. } => callee,
             LegKind::Transferred { target, .. } => target,
         }
@@ -372,6 +552,12 @@ struct Retransmit {
 enum Audio {
     Tone(ToneGenerator),
     Voice(CallerVoice),
+    Music(HoldMusic),
+    /// A [`VOICEMAIL_BEEP_HZ`] beep of this many more samples, then silence.
+    Beep {
+        left: usize,
+        phase: f64,
+    },
     Silence,
     /// What the bridged leg's phone said, oldest first, decoded by that leg.
     Bridge(VecDeque<i16>),
@@ -382,6 +568,18 @@ impl Audio {
         match self {
             Audio::Tone(tone) => tone.fill(out),
             Audio::Voice(voice) => voice.fill(out),
+            Audio::Music(music) => music.fill(out),
+            Audio::Beep { left, phase } => {
+                for sample in out {
+                    if *left == 0 {
+                        *sample = 0;
+                        continue;
+                    }
+                    *left -= 1;
+                    *phase = (*phase + TAU * VOICEMAIL_BEEP_HZ / 8000.0) % TAU;
+                    *sample = (VOICEMAIL_BEEP_LEVEL * phase.sin()).round() as i16;
+                }
+            }
             Audio::Silence => out.fill(0),
             Audio::Bridge(backlog) => {
                 for sample in out {
@@ -453,6 +651,19 @@ struct Leg {
     transfer_logged: bool,
     /// A REFER in progress on this leg.
     refer: Option<ReferState>,
+    /// A voicemail message being recorded from this leg's phone.
+    recording: Option<Recording>,
+}
+
+/// A voicemail message being recorded.
+struct Recording {
+    queue: String,
+    call_id: String,
+    caller_id: String,
+    dir: std::path::PathBuf,
+    /// After the beep.
+    from: Instant,
+    samples: Vec<i16>,
 }
 
 impl Leg {
@@ -491,6 +702,7 @@ impl Leg {
             transfer_from: None,
             transfer_logged: false,
             refer: None,
+            recording: None,
         }
     }
 
@@ -513,10 +725,14 @@ impl Leg {
         matches!(&self.kind, LegKind::Agent { call_id, agent, .. } if call_id == call && agent == who)
     }
 
-    /// Legs of queue call `call`: the agent's, and a transfer target's still ringing.
+    /// Legs of queue call `call`: the agent's, the real caller's, and a transfer target's
+    /// still ringing.
     fn carries_queue_call(&self, call: &str) -> bool {
         match &self.kind {
             LegKind::Agent { call_id, .. } => call_id == call,
+            LegKind::Caller { call_id, stage, .. } => {
+                call_id == call && matches!(stage, CallerStage::WithBot | CallerStage::WithAgent)
+            }
             LegKind::Transferred { call_id, .. } => {
                 call_id == call && !self.transfer_logged && self.state == LegState::Calling
             }
@@ -555,6 +771,8 @@ enum Destination {
     /// Somewhere the lab does not carry over SIP (a bot, an outside number, the simulation's
     /// own transfer target): the caller is handed over at once.
     Outside,
+    /// A queue's extension: the caller waits in that queue again.
+    Queue(String),
     /// Not possible: the final NOTIFY's status.
     Refused(u16),
 }
@@ -563,7 +781,7 @@ enum Destination {
 enum Route {
     Code { queue: String, login: bool },
     Phone(String),
-    Queue,
+    Queue(String),
     Unknown,
 }
 
@@ -580,6 +798,10 @@ pub struct LabPbx {
     free_ports: VecDeque<u16>,
     /// Agents whose code call ended: the queue may ring them again.
     idle_agents: Vec<String>,
+    /// Real callers whose leg ended: the queue hears of it (ABANDON, COMPLETECALLER) unless
+    /// it already let them go.
+    ended_callers: Vec<String>,
+    voicemails: VecDeque<Voicemail>,
     out: VecDeque<Transmit>,
     media_out: VecDeque<MediaTransmit>,
     events: VecDeque<PbxEvent>,
@@ -621,6 +843,8 @@ impl LabPbx {
             pending: HashMap::new(),
             free_ports: ports.into_iter().collect(),
             idle_agents: Vec::new(),
+            ended_callers: Vec::new(),
+            voicemails: VecDeque::new(),
             out: VecDeque::new(),
             media_out: VecDeque::new(),
             events: VecDeque::new(),
@@ -720,6 +944,7 @@ impl LabPbx {
     pub fn handle_sim_actions(&mut self, now: Instant, sim: &mut Simulation) {
         for _ in 0..MAX_ACTIONS_PER_DRAIN {
             self.release_idle_agents(now, sim);
+            self.report_ended_callers(now, sim);
             let Some(action) = sim.poll_action() else {
                 return;
             };
@@ -733,11 +958,11 @@ impl LabPbx {
                 SimAction::Queue(QueueAction::StopRinging { call_id, agent }) => {
                     self.stop_ringing(now, &call_id, &agent);
                 }
-                SimAction::Queue(QueueAction::Hangup { call_id, .. }) => {
-                    // Only real callers are hung up this way, and they cannot join yet.
-                    tracing::debug!(%call_id, "hang-up for a caller without a SIP leg");
+                SimAction::Queue(QueueAction::Hangup { call_id, reason }) => {
+                    self.caller_sent_away(now, sim, &call_id, reason);
                 }
                 SimAction::EndCall { call_id } => self.end_queue_call(now, &call_id),
+                SimAction::BotAnswered { call_id, agent } => self.bot_answered(&call_id, &agent),
             }
             self.drain_transactions(now, sim);
         }
@@ -757,6 +982,14 @@ impl LabPbx {
             if !still_on {
                 sim.set_agent_busy(now, &agent, false);
             }
+        }
+    }
+
+    /// Real callers whose leg is gone or going: the queue abandons them (waiting) or completes
+    /// their call (connected); calls it already let go are ignored by the engine.
+    fn report_ended_callers(&mut self, now: Instant, sim: &mut Simulation) {
+        for call_id in std::mem::take(&mut self.ended_callers) {
+            sim.caller_hangup(now, &call_id);
         }
     }
 
@@ -795,6 +1028,11 @@ impl LabPbx {
 
     pub fn poll_event(&mut self) -> Option<PbxEvent> {
         self.events.pop_front()
+    }
+
+    /// A voicemail message recorded, to be written ([`Voicemail::file_name`] in its `dir`).
+    pub fn poll_voicemail(&mut self) -> Option<Voicemail> {
+        self.voicemails.pop_front()
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
@@ -943,7 +1181,7 @@ impl LabPbx {
                 login: false,
             },
             Some(Dialled::Account(account)) => Route::Phone(account.extension.clone()),
-            Some(Dialled::Queue(_)) => Route::Queue,
+            Some(Dialled::Queue(queue)) => Route::Queue(queue.queue.name.clone()),
             None => Route::Unknown,
         };
         match route {
@@ -951,14 +1189,9 @@ impl LabPbx {
                 self.answer_code(now, sim, tx, &request, source, &user, &queue, login);
             }
             Route::Phone(callee) => self.call_phone(now, sim, tx, request, source, &user, &callee),
-            Route::Queue => self.refuse(
-                now,
-                tx,
-                &request,
-                (&user, &number),
-                480,
-                "lab: phones cannot call into a queue yet",
-            ),
+            Route::Queue(queue) => {
+                self.answer_queue_call(now, sim, tx, &request, source, (&user, &number), &queue);
+            }
             Route::Unknown => self.refuse(
                 now,
                 tx,
@@ -1074,6 +1307,102 @@ impl LabPbx {
         });
     }
 
+    /// A queue's extension: answer with the hold music and put the caller in the queue, the
+    /// leg's Call-ID as the queue call id. A queue that turns the caller away (nobody to answer
+    /// with `join_empty = false`, or `max_len` reached) gets 480 / 486 before any answer.
+    #[allow(clippy::too_many_arguments)]
+    fn answer_queue_call(
+        &mut self,
+        now: Instant,
+        sim: &mut Simulation,
+        tx: TxId,
+        request: &Request,
+        source: Target,
+        who: (&str, &str),
+        queue: &str,
+    ) {
+        let Some(offer) = parse_sdp(&request.body) else {
+            let reason = "lab: send an SDP offer in the INVITE";
+            self.refuse(now, tx, request, who, 488, reason);
+            return;
+        };
+        let call_id = queue_log_id(request.call_id().unwrap_or_default());
+        if call_id.is_empty() || self.caller_leg(&call_id).is_some() {
+            let reason = "lab: that Call-ID is already in a queue";
+            self.refuse(now, tx, request, who, 482, reason);
+            return;
+        }
+        let Some(port) = self.free_ports.pop_front() else {
+            self.refuse(now, tx, request, who, 503, "lab: all media ports are busy");
+            return;
+        };
+        let tag = self.new_tag();
+        let Some(dialog) = Dialog::from_uas(request, &tag) else {
+            self.free_ports.push_back(port);
+            self.refuse(now, tx, request, who, 400, "Missing Contact or From tag");
+            return;
+        };
+        let session_id = u64::from(self.rng.gen::<u32>());
+        let local = self.local_media(port);
+        let Ok((answer, negotiated)) = sdp::build_answer(&offer, &local, session_id, 1) else {
+            self.free_ports.push_back(port);
+            let reason = "lab: no common audio codec (PCMU, PCMA)";
+            self.refuse(now, tx, request, who, 488, reason);
+            return;
+        };
+        let caller_id = caller_id_of(request);
+        let refused = match sim.real_caller_join(now, queue, &call_id, &caller_id) {
+            Ok(JoinOutcome::Joined { .. }) => None,
+            Ok(JoinOutcome::Refused(RefuseReason::Empty)) => Some((
+                480,
+                format!("lab: nobody is logged in to queue {queue} (join_empty = false)"),
+            )),
+            Ok(JoinOutcome::Refused(RefuseReason::Full)) => {
+                Some((486, format!("lab: queue {queue} is full (max_len)")))
+            }
+            Err(error) => Some((500, format!("lab: {error}"))),
+        };
+        if let Some((status, reason)) = refused {
+            self.free_ports.push_back(port);
+            self.refuse(now, tx, request, who, status, &reason);
+            return;
+        }
+
+        let mut ok = tagged_response(request, 200, &tag);
+        ok.headers.push("Contact", self.contact_value());
+        self.add_capabilities(&mut ok);
+        ok.set_body("application/sdp", answer.to_string().into_bytes());
+        let retransmit = self.start_retransmit(now, &ok);
+        self.respond(now, tx, ok);
+
+        let (user, _) = who;
+        let mut leg = Leg::new(
+            LegKind::Caller {
+                user: user.to_owned(),
+                call_id: call_id.clone(),
+                queue: queue.to_owned(),
+                caller_id: caller_id.clone(),
+                stage: CallerStage::Waiting,
+            },
+            LegState::Answered,
+            source,
+            port,
+            request.call_id().unwrap_or_default().to_owned(),
+        );
+        leg.dialog = Some(dialog);
+        leg.sdp_session = session_id;
+        leg.ok_retransmit = Some(retransmit);
+        let music = Audio::Music(HoldMusic::new(8000));
+        leg.media = start_media(now, &negotiated, music, self.rng.gen());
+        self.insert_leg(leg);
+        self.events.push_back(PbxEvent::CallerQueued {
+            user: user.to_owned(),
+            queue: queue.to_owned(),
+            call_id,
+            caller_id,
+        });
+    }
+
     fn on_reinvite(&mut self, now: Instant, tx: TxId, request: &Request) {
         let Some(id) = self.leg_for_request(request) else {
             self.respond(now, tx, request.response(481));
@@ -1159,6 +1488,14 @@ impl LabPbx {
             return;
         }
         let connected = matches!(leg.state, LegState::Answered | LegState::Confirmed);
+        let handing_over = matches!(leg.kind, LegKind::Agent { .. })
+            && leg.refer.as_ref().is_some_and(|r| r.target_leg.is_some());
+        if handing_over {
+            // The agent hung up after its REFER: its caller waits for the target, not for BYE.
+            if let Some(caller) = self.unlink(id) {
+                self.set_audio(caller, Audio::Music(HoldMusic::new(8000)));
+            }
+        }
         self.hang_up_partner(now, id);
         let Some(leg) = self.remove_leg(id) else {
             return;
@@ -1343,7 +1680,10 @@ impl LabPbx {
                 self.phone_answered(now, id, &negotiated);
                 return;
             }
-            LegKind::Code { .. } | LegKind::Transferor { .. } | LegKind::PhoneIn { .. } => {
+            LegKind::Code { .. }
+            | LegKind::Transferor { .. }
+            | LegKind::PhoneIn { .. }
+            | LegKind::Caller { .. } => {
                 return;
             }
         };
@@ -1351,10 +1691,19 @@ impl LabPbx {
         match sim.agent_answered(now, &call_id, &agent, &agent_leg) {
             Ok(()) => {
                 let seed = self.rng.gen();
+                let caller = self.caller_leg(&call_id);
                 if let Some(leg) = self.legs.get_mut(&id) {
                     leg.state = LegState::Confirmed;
-                    let audio = Audio::Voice(CallerVoice::new(8000));
+                    let audio = match caller {
+                        Some(_) => Audio::Bridge(VecDeque::new()),
+                        None => Audio::Voice(CallerVoice::new(8000)),
+                    };
                     leg.media = start_media(now, &negotiated, audio, seed);
+                }
+                if let Some(caller) = caller {
+                    // The music stops; caller and agent hear each other.
+                    self.bridge(id, caller);
+                    self.set_caller_stage(caller, CallerStage::WithAgent);
                 }
                 self.events
                     .push_back(PbxEvent::AgentAnswered { call_id, agent });
@@ -1529,9 +1878,199 @@ impl LabPbx {
         for (id, state) in ids {
             match state {
                 LegState::Calling => self.cancel_leg(now, id),
-                LegState::Answered | LegState::Confirmed => self.send_bye(now, id),
+                LegState::Answered | LegState::Confirmed => {
+                    self.set_caller_stage(id, CallerStage::Gone);
+                    self.hang_up(now, id);
+                }
                 LegState::Offered | LegState::Ending => {}
             }
+        }
+    }
+
+    // -- real callers in queues ---------------------------------------------------------------
+
+    /// The leg of real caller `call_id`, unless it is ending.
+    fn caller_leg(&self, call_id: &str) -> Option<LegId> {
+        self.legs
+            .iter()
+            .find(|(_, leg)| {
+                leg.state != LegState::Ending
+                    && matches!(&leg.kind, LegKind::Caller { call_id: c, .. } if c == call_id)
+            })
+            .map(|(&id, _)| id)
+    }
+
+    fn set_caller_stage(&mut self, id: LegId, to: CallerStage) {
+        if let Some(LegKind::Caller { stage, .. }) = self.legs.get_mut(&id).map(|l| &mut l.kind) {
+            *stage = to;
+        }
+    }
+
+    fn set_audio(&mut self, id: LegId, audio: Audio) {
+        if let Some(media) = self.legs.get_mut(&id).and_then(|leg| leg.media.as_mut()) {
+            media.audio = audio;
+        }
+    }
+
+    /// Let the phones of legs `a` and `b` hear each other (whoever either talked to before
+    /// is cut off from it).
+    fn bridge(&mut self, a: LegId, b: LegId) {
+        self.unlink(a);
+        self.unlink(b);
+        for (id, partner) in [(a, b), (b, a)] {
+            if let Some(leg) = self.legs.get_mut(&id) {
+                leg.partner = Some(partner);
+            }
+            self.set_audio(id, Audio::Bridge(VecDeque::new()));
+        }
+    }
+
+    /// Cut leg `id` from its partner; returns the partner.
+    fn unlink(&mut self, id: LegId) -> Option<LegId> {
+        let partner = self.legs.get_mut(&id)?.partner.take()?;
+        if let Some(other) = self.legs.get_mut(&partner) {
+            if other.partner == Some(id) {
+                other.partner = None;
+            }
+        }
+        Some(partner)
+    }
+
+    /// End a leg the lab answered: BYE, or once the ACK is in (no BYE before it, §15).
+    fn hang_up(&mut self, now: Instant, id: LegId) {
+        let Some(leg) = self.legs.get_mut(&id) else {
+            return;
+        };
+        match leg.state {
+            LegState::Answered => {
+                leg.hang_up_at = None;
+                leg.hang_up_after_ack = true;
+            }
+            LegState::Confirmed => self.send_bye(now, id),
+            LegState::Offered | LegState::Calling | LegState::Ending => {}
+        }
+    }
+
+    /// A bot took real caller `call_id`: the caller hears the bot until the simulation ends
+    /// the call ([`SimAction::EndCall`]).
+    fn bot_answered(&mut self, call_id: &str, agent: &str) {
+        let Some(caller) = self.caller_leg(call_id) else {
+            tracing::debug!(%call_id, %agent, "a bot answered a caller without a SIP leg");
+            return;
+        };
+        self.unlink(caller);
+        self.set_caller_stage(caller, CallerStage::WithBot);
+        self.set_audio(caller, Audio::Voice(CallerVoice::bot(8000)));
+    }
+
+    /// The queue let real caller `call_id` go (maximum wait, or nobody left to answer): the
+    /// queue's fallback, voicemail or hang-up.
+    fn caller_sent_away(
+        &mut self,
+        now: Instant,
+        sim: &Simulation,
+        call_id: &str,
+        reason: HangupReason,
+    ) {
+        let Some(id) = self.caller_leg(call_id) else {
+            tracing::debug!(%call_id, "hang-up for a caller without a SIP leg");
+            return;
+        };
+        let Some(LegKind::Caller {
+            queue, caller_id, ..
+        }) = self.legs.get(&id).map(|leg| leg.kind.clone())
+        else {
+            return;
+        };
+        let voicemail = sim
+            .config()
+            .queue(&queue)
+            .filter(|_| reason == HangupReason::Timeout)
+            .filter(|q| q.timeout_fallback == TimeoutFallback::Voicemail)
+            .map(|q| q.voicemail_dir.clone());
+        self.unlink(id);
+        let Some(dir) = voicemail else {
+            self.set_caller_stage(id, CallerStage::Gone);
+            self.set_audio(id, Audio::Silence);
+            self.hang_up(now, id);
+            return;
+        };
+        self.set_caller_stage(id, CallerStage::Voicemail);
+        let beep = beep_samples();
+        self.set_audio(
+            id,
+            Audio::Beep {
+                left: beep,
+                phase: 0.0,
+            },
+        );
+        if let Some(leg) = self.legs.get_mut(&id) {
+            let from = now + VOICEMAIL_BEEP;
+            leg.recording = Some(Recording {
+                queue,
+                call_id: call_id.to_owned(),
+                caller_id,
+                dir,
+                from,
+                samples: Vec::new(),
+            });
+            leg.hang_up_at = from.checked_add(VOICEMAIL_MAX);
+        }
+    }
+
+    fn push_voicemail(&mut self, recording: Recording) {
+        let file_name = voicemail_file_name(&recording.queue, &recording.call_id);
+        self.voicemails.push_back(Voicemail {
+            queue: recording.queue,
+            call_id: recording.call_id,
+            caller_id: recording.caller_id,
+            dir: recording.dir,
+            file_name,
+            sample_rate: VOICEMAIL_SAMPLE_RATE,
+            samples: recording.samples,
+        });
+    }
+
+    /// Put real or virtual caller `call_id` into `queue` again (a blind transfer to a queue's
+    /// extension). A real caller hears the hold music again, or is hung up if the queue turns
+    /// it away.
+    fn requeue(
+        &mut self,
+        now: Instant,
+        sim: &mut Simulation,
+        call_id: &str,
+        queue: &str,
+        caller_id: &str,
+    ) {
+        let caller = self.caller_leg(call_id);
+        if let Some(id) = caller {
+            self.unlink(id);
+            if let Some(LegKind::Caller {
+                queue: in_queue,
+                stage,
+                ..
+            }) = self.legs.get_mut(&id).map(|leg| &mut leg.kind)
+            {
+                queue.clone_into(in_queue);
+                *stage = CallerStage::Waiting;
+            }
+            self.set_audio(id, Audio::Music(HoldMusic::new(8000)));
+        }
+        let joined = sim.real_caller_join(now, queue, call_id, caller_id);
+        let refused = match &joined {
+            Ok(JoinOutcome::Joined { .. }) => false,
+            Ok(JoinOutcome::Refused(reason)) => {
+                tracing::info!(%call_id, %queue, ?reason, "the queue turned a transferred caller away");
+                true
+            }
+            Err(error) => {
+                tracing::warn!(%error, %call_id, %queue, "could not queue a transferred caller");
+                true
+            }
+        };
+        if let (true, Some(id)) = (refused, caller) {
+            self.set_caller_stage(id, CallerStage::Gone);
+            self.hang_up(now, id);
         }
     }
 
@@ -1821,8 +2360,7 @@ impl LabPbx {
                     Destination::Phone
                 }
             }
-            // Into a queue again: the lab's virtual callers cannot be queued twice.
-            Some(Dialled::Queue(_)) => Destination::Refused(501),
+            Some(Dialled::Queue(queue)) => Destination::Queue(queue.queue.name.clone()),
             Some(Dialled::Login(_) | Dialled::Logout(_)) => Destination::Refused(404),
             None if sim.is_bot(target)
                 || target == sim.config().simulation.transfer_target
@@ -1859,6 +2397,16 @@ impl LabPbx {
                     context: TRANSFER_CONTEXT,
                 };
                 sim.transferred(now, &call_id, transfer);
+                // A real caller talks to whoever is out there for a while, then hangs up.
+                if let Some(caller) = self.caller_leg(&call_id) {
+                    self.unlink(caller);
+                    self.set_caller_stage(caller, CallerStage::Gone);
+                    self.set_audio(caller, Audio::Voice(CallerVoice::bot(8000)));
+                    let talk = sim.config().simulation.talk_mean;
+                    if let Some(leg) = self.legs.get_mut(&caller) {
+                        leg.hang_up_at = now.checked_add(talk);
+                    }
+                }
                 self.events.push_back(PbxEvent::Transferred {
                     call_id,
                     agent,
@@ -1867,6 +2415,23 @@ impl LabPbx {
                 });
                 self.send_refer_notify(now, id, 200);
                 self.finish_transferor(now, id);
+            }
+            Destination::Queue(queue) => {
+                // Asterisk logs the transfer, then the caller's fresh ENTERQUEUE.
+                let transfer = Transfer::Blind {
+                    target: &target,
+                    context: TRANSFER_CONTEXT,
+                };
+                sim.transferred(now, &call_id, transfer);
+                self.events.push_back(PbxEvent::Transferred {
+                    call_id: call_id.clone(),
+                    agent,
+                    target,
+                    attended: false,
+                });
+                self.send_refer_notify(now, id, 200);
+                self.finish_transferor(now, id);
+                self.requeue(now, sim, &call_id, &queue, &caller_id);
             }
             Destination::Phone => {
                 let mut caller = NameAddr::new(Uri::sip(
@@ -1939,6 +2504,7 @@ impl LabPbx {
             refer.target = callee.clone();
         }
         let talk = sim.config().simulation.talk_mean;
+        let caller = self.caller_leg(&call_id);
         if let Some(leg) = self.legs.get_mut(&out) {
             leg.kind = LegKind::Transferred {
                 call_id: call_id.clone(),
@@ -1947,13 +2513,20 @@ impl LabPbx {
             };
             leg.partner = None;
             leg.transfer_logged = true;
-            leg.hang_up_at = now.checked_add(talk);
-            if let Some(media) = leg.media.as_mut() {
-                media.audio = Audio::Voice(CallerVoice::new(8000));
+            if caller.is_none() {
+                leg.hang_up_at = now.checked_add(talk);
+                if let Some(media) = leg.media.as_mut() {
+                    media.audio = Audio::Voice(CallerVoice::new(8000));
+                }
             }
         }
         if let Some(leg) = self.legs.get_mut(&consult) {
             leg.partner = None;
+        }
+        if let Some(caller) = caller {
+            // The consulted phone now talks to the real caller.
+            self.bridge(out, caller);
+            self.set_caller_stage(caller, CallerStage::Gone);
         }
         self.send_bye(now, consult);
         let bridge = self.new_bridge_id();
@@ -1982,14 +2555,29 @@ impl LabPbx {
     ) {
         let seed = self.rng.gen();
         let talk = sim.config().simulation.talk_mean;
+        let caller = match self.legs.get(&id).map(|leg| &leg.kind) {
+            Some(LegKind::Transferred { call_id, .. }) => self.caller_leg(call_id),
+            _ => None,
+        };
         let Some(leg) = self.legs.get_mut(&id) else {
             return;
         };
         leg.state = LegState::Confirmed;
         leg.ring_until = None;
-        leg.media = start_media(now, negotiated, Audio::Voice(CallerVoice::new(8000)), seed);
-        leg.hang_up_at = now.checked_add(talk);
+        let audio = match caller {
+            Some(_) => Audio::Bridge(VecDeque::new()),
+            None => Audio::Voice(CallerVoice::new(8000)),
+        };
+        leg.media = start_media(now, negotiated, audio, seed);
+        if caller.is_none() {
+            leg.hang_up_at = now.checked_add(talk);
+        }
         let transferor = leg.transfer_from.take();
+        if let Some(caller) = caller {
+            // The real caller leaves the agent for the target.
+            self.bridge(id, caller);
+            self.set_caller_stage(caller, CallerStage::Gone);
+        }
         self.log_blind_transfer(now, sim, id);
         if let Some(transferor) = transferor {
             self.send_refer_notify(now, transferor, 200);
@@ -2064,6 +2652,8 @@ impl LabPbx {
         if leg.state == LegState::Confirmed {
             leg.hang_up_at = now.checked_add(TRANSFEROR_GRACE);
         }
+        // A real caller still bridged to the agent is not the agent's any more.
+        self.unlink(id);
     }
 
     /// NOTIFY the transferor with `status` in a sipfrag; a final status ends the subscription.
@@ -2123,9 +2713,20 @@ impl LabPbx {
                     self.fail_transfer(now, transferor, status);
                 } else if failure.transfer_logged {
                     tracing::info!(%call_id, %target, status, "the transfer target did not take the caller");
+                    // A real caller handed over by an agent who left has nobody now.
+                    let alone = self
+                        .caller_leg(call_id)
+                        .filter(|&c| self.legs.get(&c).is_some_and(|leg| leg.partner.is_none()));
+                    if let Some(caller) = alone {
+                        self.set_caller_stage(caller, CallerStage::Gone);
+                        self.hang_up(now, caller);
+                    }
                 }
             }
-            LegKind::Code { .. } | LegKind::Transferor { .. } | LegKind::PhoneIn { .. } => {}
+            LegKind::Code { .. }
+            | LegKind::Transferor { .. }
+            | LegKind::PhoneIn { .. }
+            | LegKind::Caller { .. } => {}
         }
     }
 
@@ -2172,6 +2773,16 @@ impl LabPbx {
         };
         leg.state = LegState::Ending;
         leg.media = None;
+        if let LegKind::Caller { call_id, .. } = &leg.kind {
+            self.ended_callers.push(call_id.clone());
+        }
+        let recording = leg.recording.take();
+        if let Some(recording) = recording {
+            self.push_voicemail(recording);
+        }
+        let Some(leg) = self.legs.get_mut(&id) else {
+            return;
+        };
         leg.ok_retransmit = None;
         leg.hang_up_at = None;
         leg.hang_up_after_ack = false;
@@ -2302,7 +2913,10 @@ impl LabPbx {
         };
         let local_port = leg.local_port;
         let partner = leg.partner;
-        let Some(media) = leg.media.as_mut() else {
+        let Leg {
+            media, recording, ..
+        } = leg;
+        let Some(media) = media.as_mut() else {
             return;
         };
         let mut heard = Vec::new();
@@ -2319,6 +2933,13 @@ impl LabPbx {
             media.session.tick(at, &media.mic, &mut media.speaker);
             if partner.is_some() {
                 heard.extend_from_slice(&media.speaker);
+            }
+            if let Some(recording) = recording.as_mut().filter(|r| at >= r.from) {
+                let room = VOICEMAIL_MAX_SAMPLES.saturating_sub(recording.samples.len());
+                let take = media.speaker.len().min(room);
+                recording
+                    .samples
+                    .extend_from_slice(media.speaker.get(..take).unwrap_or_default());
             }
             media.next_tick = at + media.packet_time;
             frames += 1;
@@ -2353,8 +2974,14 @@ impl LabPbx {
     /// Take a leg out: its media port goes back to the pool, its phone may be free again, and
     /// no other leg points at it any more.
     fn remove_leg(&mut self, id: LegId) -> Option<Leg> {
-        let leg = self.legs.remove(&id)?;
+        let mut leg = self.legs.remove(&id)?;
         self.free_ports.push_back(leg.local_port);
+        if let LegKind::Caller { call_id, .. } = &leg.kind {
+            self.ended_callers.push(call_id.clone());
+        }
+        if let Some(recording) = leg.recording.take() {
+            self.push_voicemail(recording);
+        }
         if let Some(user) = leg.kind.occupant() {
             self.idle_agents.push(user.to_owned());
         }
@@ -2507,6 +3134,23 @@ fn start_media(now: Instant, negotiated: &Negotiated, audio: Audio, seed: u64) -
             None
         }
     }
+}
+
+/// The beep's length in samples at 8 kHz.
+fn beep_samples() -> usize {
+    usize::try_from(VOICEMAIL_BEEP.as_millis() * 8).unwrap_or(4000)
+}
+
+/// A real caller's ID for the queue: the From URI's user (a number, usually), else its
+/// display name, kept to characters safe in SIP URIs and queue_log.
+fn caller_id_of(request: &Request) -> String {
+    let from = request.from_header();
+    let user = from
+        .as_ref()
+        .and_then(|f| f.uri.user_decoded())
+        .filter(|u| !u.trim().is_empty());
+    let name = from.and_then(|f| f.display_name);
+    caller_user(&user.or(name).unwrap_or_default())
 }
 
 fn parse_sdp(body: &[u8]) -> Option<SessionDescription> {
@@ -2698,6 +3342,7 @@ mod tests {
         t0: Instant,
         book: AmiEventBook,
         ami: Vec<u8>,
+        voicemails: Vec<Voicemail>,
     }
 
     fn lab_config(talk: Duration) -> LabConfig {
@@ -2742,6 +3387,7 @@ mod tests {
                 t0: now,
                 book: AmiEventBook::new(LAB_SYSTEM_NAME, 3),
                 ami: Vec::new(),
+                voicemails: Vec::new(),
             }
         }
 
@@ -2818,6 +3464,9 @@ mod tests {
             }
             while let Some(e) = self.pbx.poll_event() {
                 self.pbx_events.push(e);
+            }
+            while let Some(v) = self.pbx.poll_voicemail() {
+                self.voicemails.push(v);
             }
             let text = self.sim.poll_queue_log();
             self.book.note_queue_log(&text);
@@ -3414,10 +4063,14 @@ mod tests {
 
     #[test]
     fn calls_the_lab_does_not_carry_are_refused_with_the_right_status() {
-        let mut w = World::new(Duration::from_secs(60), 0);
+        let mut config = lab_config(Duration::from_secs(60));
+        // support takes nobody (full at 0), sales nobody while no agent is in.
+        config.queues[0].queue.max_len = Some(0);
+        config.queues[1].queue.join_empty = false;
+        let mut w = World::with_config(config, 0);
         let p = w.add_phone("101", 2, |_| {});
         w.register(p);
-        for (number, status) in [("999", 404), ("102", 480), ("600", 480)] {
+        for (number, status) in [("999", 404), ("102", 480), ("600", 486), ("700", 480)] {
             w.phones[p].events.clear();
             w.command(
                 p,
@@ -3446,8 +4099,15 @@ mod tests {
             .trace
             .iter()
             .any(|l| l.contains("SIP/2.0 480 lab: that phone is not registered")));
+        assert!(w
+            .trace
+            .iter()
+            .any(|l| l.contains("SIP/2.0 480 lab: nobody is logged in to queue sales")));
         assert_eq!(w.pbx.leg_count(), 0);
         assert_eq!(w.log_lines("ADDMEMBER").len(), 0);
+        assert_eq!(w.log_lines("FULL").len(), 1, "{}", w.log);
+        assert_eq!(w.log_lines("JOINEMPTY").len(), 1, "{}", w.log);
+        assert!(w.log_lines("ENTERQUEUE").is_empty());
     }
 
     /// Raw requests straight into the lab; returns the responses' first lines.
@@ -3928,12 +4588,12 @@ mod tests {
         let (mut w, agent, _colleague) =
             agent_and_colleague(Duration::from_secs(3600), Duration::from_millis(500));
         let call = answered_queue_call(&mut w, agent, Duration::from_secs(1));
-        // 999 is nobody, 103 has no registration, 101 is the agent itself, 600 is a queue.
+        // 999 is nobody, 103 has no registration, 101 is the agent itself, *600 is a code.
         for (target, status, reason) in [
             ("999", 404, "Not Found"),
             ("103", 480, "Temporarily Unavailable"),
             ("101", 482, "Loop Detected"),
-            ("600", 501, "Not Implemented"),
+            ("*600", 404, "Not Found"),
         ] {
             w.phones[agent].events.clear();
             let before = sent_by(&w, LAB_IP, "NOTIFY sip:101@").len();
@@ -4367,5 +5027,399 @@ mod tests {
             }
         )));
         assert_eq!(w.pbx.free_media_ports(), LAB_MEDIA_PORTS.len());
+    }
+
+    // -- real callers in queues ---------------------------------------------------------------
+
+    const CALLER_HZ: f64 = 1300.0;
+    const AGENT_HZ: f64 = 1700.0;
+    const COLLEAGUE_HZ: f64 = 2100.0;
+
+    /// Phone 105 (only PCMA, talking at [`CALLER_HZ`]), registered.
+    fn queue_caller(w: &mut World) -> usize {
+        let caller = w.add_phone("105", 6, |c| c.codecs = vec![Codec::pcma()]);
+        w.phones[caller].tone_hz = Some(CALLER_HZ);
+        w.register(caller);
+        caller
+    }
+
+    /// Phone `p` dials `number`, which the lab answers: the call, and the queue call id the
+    /// lab reported.
+    fn caller_dials(w: &mut World, p: usize, number: &str) -> (CallId, String) {
+        w.phones[p].events.clear();
+        let queued_before = queued_calls(w).len();
+        w.command(
+            p,
+            Command::Dial {
+                target: number.to_owned(),
+            },
+        );
+        w.run_until(Duration::from_secs(10), |w| {
+            w.saw(p, |e| matches!(e, UaEvent::Answered { .. }))
+        });
+        let Some((_, UaEvent::Answered { call, .. })) =
+            w.find(p, |e| matches!(e, UaEvent::Answered { .. }))
+        else {
+            unreachable!("waited for it");
+        };
+        let queued = queued_calls(w);
+        assert_eq!(queued.len(), queued_before + 1, "{:#?}", w.pbx_events);
+        (call, queued[queued_before].clone())
+    }
+
+    fn queued_calls(w: &World) -> Vec<String> {
+        w.pbx_events
+            .iter()
+            .filter_map(|e| match e {
+                PbxEvent::CallerQueued { call_id, .. } => Some(call_id.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn ended_by_remote(w: &World, p: usize, call: CallId) -> bool {
+        w.saw(
+            p,
+            |e| matches!(e, UaEvent::CallEnded { call: c, by: EndedBy::Remote, .. } if *c == call),
+        )
+    }
+
+    fn heard_len(w: &World, p: usize, call: CallId) -> usize {
+        w.phones[p].heard.get(&call).map_or(0, Vec::len)
+    }
+
+    /// The weakest of the C major chord's arpeggio notes (the first two seconds of music).
+    fn c_chord_power(samples: &[i16]) -> f64 {
+        HOLD_MUSIC_CHORDS[0][..3]
+            .iter()
+            .map(|&f| peak_power(samples, f))
+            .fold(f64::MAX, f64::min)
+    }
+
+    #[test]
+    fn hold_music_is_an_arpeggio_over_its_chords() {
+        let mut music = HoldMusic::new(8000);
+        let mut samples = vec![0i16; 8 * 8000];
+        music.fill(&mut samples);
+        for (index, chord) in HOLD_MUSIC_CHORDS.iter().enumerate() {
+            let part = &samples[index * 16_000..(index + 1) * 16_000];
+            for &note in chord {
+                let power = peak_power(part, note);
+                assert!(power > 3.0e6, "chord {index} note {note} Hz: {power:.0}");
+            }
+            // The notes take turns: no 250 ms window holds all of them at once.
+            let window = &part[..2000];
+            assert!(peak_power(window, chord[0]) > 20.0 * peak_power(window, chord[2]));
+        }
+        assert!(peak_power(&samples, 1000.0) < 1.0e5);
+    }
+
+    #[test]
+    fn a_real_caller_hears_hold_music_then_talks_with_the_agent_who_answers() {
+        let (mut w, agent) = logged_in_agent(Duration::from_secs(3600), |_| {});
+        w.phones[agent].tone_hz = Some(AGENT_HZ);
+        let caller = queue_caller(&mut w);
+        let (call, queue_call) = caller_dials(&mut w, caller, "600");
+        assert!(
+            w.saw(
+                caller,
+                |e| matches!(e, UaEvent::Answered { codec: Some(c), .. } if c == "PCMA")
+            ),
+            "the codec the caller offered"
+        );
+        let invite = sent_by(&w, [127, 0, 0, 6], "INVITE sip:600@");
+        assert!(
+            invite
+                .last()
+                .is_some_and(|i| i.contains(&format!("{queue_call}\r\n"))),
+            "the queue call id is the INVITE's Call-ID: {queue_call}"
+        );
+        let entered = w.log_lines("ENTERQUEUE");
+        assert_eq!(entered.len(), 1, "{}", w.log);
+        let fields: Vec<&str> = entered[0].split('|').collect();
+        assert_eq!(
+            fields[1..],
+            [&queue_call, "support", "NONE", "ENTERQUEUE", "", "105", "1"]
+        );
+
+        // The agent rings with the caller's ID; the caller hears the music meanwhile.
+        w.run_until(Duration::from_secs(5), |w| w.incoming(agent).is_some());
+        let (agent_call, from, name) = w.incoming(agent).expect("rung");
+        assert_eq!(from, "sip:105@lab");
+        assert_eq!(name.as_deref(), Some("support: 105"));
+        w.run_for(Duration::from_millis(2500));
+        let waited = heard_len(&w, caller, call);
+        let music = &w.phones[caller].heard[&call][..waited];
+        assert!(music.len() >= 8000 * 2, "{} samples", music.len());
+        let chord = c_chord_power(music);
+        assert!(chord > 3.0e6, "hold music at the caller: {chord:.0}");
+        assert!(chord > 50.0 * peak_power(music, AGENT_HZ));
+
+        w.command(agent, Command::Answer { call: agent_call });
+        w.run_for(Duration::from_secs(2));
+        assert_eq!(w.log_lines("CONNECT").len(), 1, "{}", w.log);
+        // From 200 ms after the answer on: the agent's voice, no music.
+        let talk = &w.phones[caller].heard[&call][waited + 1600..];
+        let agent_voice = peak_power(talk, AGENT_HZ);
+        assert!(
+            agent_voice > 1.0e7,
+            "agent heard by the caller: {agent_voice:.0}"
+        );
+        assert!(
+            agent_voice > 100.0 * c_chord_power(talk),
+            "the music stopped"
+        );
+        assert!(agent_voice > 100.0 * peak_power(talk, CALLER_HZ), "no echo");
+        let at_agent = &w.phones[agent].heard[&agent_call][1600..];
+        let caller_voice = peak_power(at_agent, CALLER_HZ);
+        assert!(
+            caller_voice > 1.0e7,
+            "caller heard by the agent: {caller_voice:.0}"
+        );
+        assert!(caller_voice > 100.0 * peak_power(at_agent, CALLER_VOICE_HZ[0]));
+        assert!(caller_voice > 100.0 * c_chord_power(at_agent));
+
+        // The agent hangs up: the lab hangs up the caller, the queue logs COMPLETEAGENT.
+        w.command(agent, Command::Hangup { call: agent_call });
+        w.run_until(Duration::from_secs(10), |w| {
+            ended_by_remote(w, caller, call) && w.pbx.leg_count() == 0
+        });
+        let complete = w.log_lines("COMPLETEAGENT");
+        assert_eq!(complete.len(), 1, "{}", w.log);
+        assert!(complete[0].contains(&format!("|{queue_call}|support|101|COMPLETEAGENT|")));
+        assert!(w.log_lines("ABANDON").is_empty() && w.log_lines("COMPLETECALLER").is_empty());
+        assert_eq!(w.pbx.free_media_ports(), LAB_MEDIA_PORTS.len());
+
+        // Again, and this time the caller hangs up: COMPLETECALLER, BYE to the agent.
+        w.phones[agent].events.clear();
+        let (call, queue_call) = caller_dials(&mut w, caller, "600");
+        w.run_until(Duration::from_secs(20), |w| w.incoming(agent).is_some());
+        let (agent_call, _, _) = w.incoming(agent).expect("rung");
+        w.command(agent, Command::Answer { call: agent_call });
+        w.run_for(Duration::from_secs(1));
+        w.command(caller, Command::Hangup { call });
+        w.run_until(Duration::from_secs(10), |w| {
+            ended_by_remote(w, agent, agent_call) && w.pbx.leg_count() == 0
+        });
+        let complete = w.log_lines("COMPLETECALLER");
+        assert_eq!(complete.len(), 1, "{}", w.log);
+        assert!(complete[0].contains(&format!("|{queue_call}|support|101|COMPLETECALLER|")));
+    }
+
+    #[test]
+    fn a_waiting_caller_who_hangs_up_is_abandoned_and_one_who_waits_too_long_is_hung_up() {
+        let mut config = lab_config(Duration::from_secs(60));
+        config.queues[1].queue.max_wait = Some(Duration::from_secs(4));
+        let mut w = World::with_config(config, 0);
+        let caller = queue_caller(&mut w);
+        let (call, queue_call) = caller_dials(&mut w, caller, "700");
+        w.run_for(Duration::from_secs(2));
+        w.command(caller, Command::Hangup { call });
+        w.run_until(Duration::from_secs(10), |w| {
+            !w.log_lines("ABANDON").is_empty() && w.pbx.leg_count() == 0
+        });
+        let abandon = w.log_lines("ABANDON");
+        assert!(
+            abandon[0].ends_with(&format!("|{queue_call}|sales|NONE|ABANDON|1|1|2")),
+            "{}",
+            w.log
+        );
+
+        let (call, queue_call) = caller_dials(&mut w, caller, "700");
+        let answered = w.now;
+        w.run_until(Duration::from_secs(10), |w| {
+            ended_by_remote(w, caller, call)
+        });
+        let (ended, _) = w
+            .find(caller, |e| matches!(e, UaEvent::CallEnded { .. }))
+            .expect("ended");
+        let waited = ended - answered;
+        assert!(
+            waited >= Duration::from_secs(4) && waited < Duration::from_millis(4300),
+            "{waited:?}"
+        );
+        let timeout = w.log_lines("EXITWITHTIMEOUT");
+        assert_eq!(timeout.len(), 1, "{}", w.log);
+        assert!(timeout[0].ends_with(&format!("|{queue_call}|sales|NONE|EXITWITHTIMEOUT|1|1|4")));
+        w.run_until(Duration::from_secs(10), |w| w.pbx.leg_count() == 0);
+        assert_eq!(w.log_lines("ABANDON").len(), 1, "no second end: {}", w.log);
+        assert!(w.voicemails.is_empty());
+        assert_eq!(w.pbx.free_media_ports(), LAB_MEDIA_PORTS.len());
+    }
+
+    #[test]
+    fn a_caller_who_waits_too_long_leaves_a_voicemail() {
+        let dir = std::env::temp_dir().join(format!("ringside-lab-vm-{}", std::process::id()));
+        let mut config = lab_config(Duration::from_secs(60));
+        let support = &mut config.queues[0];
+        support.queue.max_wait = Some(Duration::from_secs(3));
+        support.timeout_fallback = TimeoutFallback::Voicemail;
+        support.voicemail_dir = dir.clone();
+        let mut w = World::with_config(config, 0);
+        let caller = queue_caller(&mut w);
+        let (call, queue_call) = caller_dials(&mut w, caller, "600");
+        w.run_until(Duration::from_secs(5), |w| {
+            !w.log_lines("EXITWITHTIMEOUT").is_empty()
+        });
+        let timeout = w.log_lines("EXITWITHTIMEOUT");
+        assert!(timeout[0].ends_with(&format!("|{queue_call}|support|NONE|EXITWITHTIMEOUT|1|1|3")));
+        let mark = heard_len(&w, caller, call);
+        w.run_for(Duration::from_secs(3));
+        let after = &w.phones[caller].heard[&call][mark..];
+        let beep = peak_power(&after[..4000.min(after.len())], VOICEMAIL_BEEP_HZ);
+        assert!(beep > 1.0e7, "the beep: {beep:.0}");
+        assert!(
+            peak_power(&after[8000..], VOICEMAIL_BEEP_HZ) < 1.0e5,
+            "one beep only"
+        );
+        assert!(c_chord_power(after) < 1.0e5, "no more music");
+        w.command(caller, Command::Hangup { call });
+        w.run_until(Duration::from_secs(10), |w| {
+            w.voicemails.len() == 1 && w.pbx.leg_count() == 0
+        });
+        let message = &w.voicemails[0];
+        assert_eq!(message.queue, "support");
+        assert_eq!(message.call_id, queue_call);
+        assert_eq!(message.caller_id, "105");
+        assert_eq!(
+            message.file_name,
+            voicemail_file_name("support", &queue_call)
+        );
+        let seconds = message.samples.len() as f64 / 8000.0;
+        assert!((2.3..=2.7).contains(&seconds), "{seconds} s recorded");
+        let voice = peak_power(&message.samples, CALLER_HZ);
+        assert!(
+            voice > 1.0e7,
+            "the caller's voice in the message: {voice:.0}"
+        );
+        assert!(voice > 100.0 * peak_power(&message.samples, VOICEMAIL_BEEP_HZ));
+        // Written and read back as a WAV.
+        let path = crate::net::lab::write_voicemail(message).expect("written");
+        assert_eq!(path, dir.join(&message.file_name));
+        let mut reader = hound::WavReader::open(&path).expect("a WAV");
+        assert_eq!(reader.spec().sample_rate, 8000);
+        assert_eq!(reader.spec().channels, 1);
+        let read: Vec<i16> = reader
+            .samples::<i16>()
+            .map(|s| s.expect("sample"))
+            .collect();
+        assert_eq!(read, message.samples);
+        assert!(w.log_lines("ABANDON").is_empty(), "{}", w.log);
+
+        // A caller who keeps talking is cut off at the longest message.
+        let (call, _) = caller_dials(&mut w, caller, "600");
+        w.run_until(VOICEMAIL_MAX + Duration::from_secs(10), |w| {
+            ended_by_remote(w, caller, call) && w.voicemails.len() == 2
+        });
+        let long = &w.voicemails[1];
+        let expected = VOICEMAIL_MAX.as_secs() as usize * 8000;
+        assert!(
+            long.samples.len().abs_diff(expected) <= 320,
+            "{} samples",
+            long.samples.len()
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_bot_answers_a_real_caller_talks_then_hangs_up() {
+        let mut config = lab_config(Duration::from_secs(10));
+        config.simulation.bots = 1;
+        config.simulation.no_answer_pct = 0.0;
+        config.simulation.pauses_per_hour = 0.0;
+        config.simulation.logouts_per_hour = 0.0;
+        let mut w = World::with_config(config, 0);
+        let caller = queue_caller(&mut w);
+        let (call, queue_call) = caller_dials(&mut w, caller, "600");
+        w.run_until(Duration::from_secs(60), |w| {
+            ended_by_remote(w, caller, call)
+        });
+        let connect = w.log_lines("CONNECT");
+        assert_eq!(connect.len(), 1, "{}", w.log);
+        assert!(connect[0].contains(&format!("|{queue_call}|support|bot1|CONNECT|")));
+        let complete = w.log_lines("COMPLETEAGENT");
+        assert!(
+            complete[0].contains(&format!("|{queue_call}|support|bot1|COMPLETEAGENT|")),
+            "{}",
+            w.log
+        );
+        let heard = &w.phones[caller].heard[&call];
+        // 1 to 4 s of music, then the bot's two pitches to the end.
+        assert!(c_chord_power(&heard[..8000]) > 3.0e6);
+        assert!(heard.len() > 5 * 8000, "{} samples", heard.len());
+        let tail = &heard[heard.len() - 12_000..];
+        let (low, high) = (
+            peak_power(tail, BOT_VOICE_HZ[0]),
+            peak_power(tail, BOT_VOICE_HZ[1]),
+        );
+        assert!(low > 1.0e7 && high > 1.0e7, "bot voice {low:.0} {high:.0}");
+        assert!(low > 100.0 * c_chord_power(tail));
+        w.run_until(Duration::from_secs(10), |w| w.pbx.leg_count() == 0);
+    }
+
+    #[test]
+    fn an_agent_transfers_a_real_caller_to_another_queue_where_it_waits_again() {
+        let (mut w, agent) = logged_in_agent(Duration::from_secs(3600), |_| {});
+        w.phones[agent].tone_hz = Some(AGENT_HZ);
+        let colleague = w.add_phone("102", 3, |c| c.auto_answer = Some(Duration::from_secs(2)));
+        w.phones[colleague].tone_hz = Some(COLLEAGUE_HZ);
+        w.register(colleague);
+        w.dial_code(colleague, "*700");
+        w.phones[colleague].events.clear();
+        let caller = queue_caller(&mut w);
+        let (call, queue_call) = caller_dials(&mut w, caller, "600");
+        w.run_until(Duration::from_secs(5), |w| w.incoming(agent).is_some());
+        let (agent_call, _, _) = w.incoming(agent).expect("rung");
+        w.command(agent, Command::Answer { call: agent_call });
+        w.run_for(Duration::from_secs(1));
+        w.command(
+            agent,
+            Command::Transfer {
+                call: agent_call,
+                target: "700".into(),
+            },
+        );
+        w.run_until(Duration::from_secs(5), |w| {
+            transfer_done(w, agent).is_some()
+        });
+        assert_eq!(transfer_done(&w, agent), Some(true));
+        let moved = heard_len(&w, caller, call);
+        // 102 is rung from sales with the caller's ID and answers after 2 s.
+        w.run_until(Duration::from_secs(10), |w| {
+            w.log_lines("CONNECT").len() == 2
+        });
+        let (_, from, name) = w.incoming(colleague).expect("102 rung");
+        assert_eq!(from, "sip:105@lab");
+        assert_eq!(name.as_deref(), Some("sales: 105"));
+        let lines: Vec<&str> = w.log.lines().collect();
+        let position = |needle: &str| {
+            lines
+                .iter()
+                .position(|l| l.contains(needle))
+                .unwrap_or_else(|| panic!("{needle} in\n{}", w.log))
+        };
+        let transfer = position(&format!("|{queue_call}|support|101|BLINDTRANSFER|700|lab|"));
+        let entered = position(&format!("|{queue_call}|sales|NONE|ENTERQUEUE||105|1"));
+        let connected = position(&format!("|{queue_call}|sales|102|CONNECT|"));
+        assert!(transfer < entered && entered < connected, "{}", w.log);
+        w.run_for(Duration::from_secs(2));
+        let heard = &w.phones[caller].heard[&call];
+        let waiting = &heard[moved..moved + 8000];
+        assert!(
+            c_chord_power(waiting) > 3.0e6,
+            "the music again while 102 rings"
+        );
+        let talk = &heard[heard.len() - 8000..];
+        let colleague_voice = peak_power(talk, COLLEAGUE_HZ);
+        assert!(
+            colleague_voice > 1.0e7,
+            "102 heard by the caller: {colleague_voice:.0}"
+        );
+        assert!(colleague_voice > 100.0 * peak_power(talk, AGENT_HZ));
+        w.command(caller, Command::Hangup { call });
+        w.run_until(Duration::from_secs(10), |w| {
+            !w.log_lines("COMPLETECALLER").is_empty() && w.pbx.leg_count() == 0
+        });
+        assert!(w.log_lines("COMPLETECALLER")[0].contains("|sales|102|COMPLETECALLER|"));
     }
 }

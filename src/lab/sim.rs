@@ -18,7 +18,8 @@
 //! real callers, and [`SimAction::EndCall`] when a bot or a virtual caller ends a call that has a
 //! real leg. A bot may answer a real caller: the Connect event then names a bot
 //! ([`Simulation::is_bot`]), which has no SIP leg, so the SIP side keeps the caller on generated
-//! audio until `EndCall`. Bots never transfer real callers.
+//! audio (it is told with [`SimAction::BotAnswered`]) until `EndCall`. Bots never transfer real
+//! callers.
 //!
 //! Contract, as everywhere in the core: call `start` once, then after every input
 //! (`handle_timeout` when `poll_timeout` says so, or a SIP report) drain `poll_action`,
@@ -58,6 +59,14 @@ pub enum SimAction {
     EndCall {
         /// The queue call's id.
         call_id: String,
+    },
+    /// A bot picked up a real caller (a caller with a SIP leg): the SIP side plays the bot's
+    /// voice to the caller until [`SimAction::EndCall`], or until the caller hangs up.
+    BotAnswered {
+        /// The queue call's id.
+        call_id: String,
+        /// The bot.
+        agent: String,
     },
 }
 
@@ -1101,11 +1110,18 @@ impl Simulation {
             end: None,
             agent: None,
         });
+        let real_caller_with_bot = bot.is_some() && !call.simulated;
         let patience = call.patience.take();
         let old_end = std::mem::replace(&mut call.end, end);
         call.agent = Some(agent.to_owned());
         self.cancel(patience);
         self.cancel(old_end);
+        if real_caller_with_bot {
+            self.actions.push_back(SimAction::BotAnswered {
+                call_id: call_id.to_owned(),
+                agent: agent.to_owned(),
+            });
+        }
     }
 
     fn bot_stops_ringing(&mut self, call_id: &str, agent: &str) {
@@ -1657,9 +1673,15 @@ mod tests {
         run.finish(6.0, 86_400.0);
         assert_eq!(
             run.actions,
-            [SimAction::EndCall {
-                call_id: "sip-call-1".into()
-            }]
+            [
+                SimAction::BotAnswered {
+                    call_id: "sip-call-1".into(),
+                    agent: "bot1".into()
+                },
+                SimAction::EndCall {
+                    call_id: "sip-call-1".into()
+                }
+            ]
         );
         assert!(run.log.contains("|sip-call-1|support|bot1|COMPLETEAGENT|"));
     }

@@ -32,7 +32,7 @@ use tokio::task::JoinHandle;
 
 use crate::lab::ami_server::{AmiEventBook, AmiSession, LabClock, LabView, LAB_SYSTEM_NAME};
 use crate::lab::config::LabConfig;
-use crate::lab::pbx::{LabPbx, PbxConfig, PbxEvent};
+use crate::lab::pbx::{LabPbx, PbxConfig, PbxEvent, Voicemail};
 use crate::lab::queue::QueueEvent;
 use crate::lab::sim::Simulation;
 
@@ -47,8 +47,9 @@ const AMI_READ_BUFFER: usize = 4096;
 const AMI_SOCKET_SEND_BUFFER: u32 = 64 * 1024;
 /// Reads waiting for the loop, all connections together (back-pressure on the readers).
 const AMI_INBOUND_QUEUE: usize = 64;
-/// RTP sockets bound for the SIP side: calls (code calls and queue calls) carried at once.
-pub const MEDIA_PORTS: usize = 32;
+/// RTP sockets bound for the SIP side: legs (code calls, queue callers waiting or talking,
+/// agents' legs) carried at once.
+pub const MEDIA_PORTS: usize = 256;
 /// SIP and RTP datagrams waiting for the loop (back-pressure on the socket readers).
 const SIP_INBOUND_QUEUE: usize = 1024;
 /// Largest datagram read: SIP over UDP stays well below it.
@@ -831,6 +832,22 @@ impl SipSide {
             }
             tracing::debug!(?event, "lab SIP");
         }
+        while let Some(voicemail) = self.pbx.poll_voicemail() {
+            let line = match write_voicemail(&voicemail) {
+                Ok(path) => format!(
+                    "SIP: voicemail from {} in {}: {}",
+                    voicemail.caller_id,
+                    voicemail.queue,
+                    path.display()
+                ),
+                Err(error) => {
+                    tracing::warn!(%error, "voicemail lost");
+                    format!("SIP: {error}")
+                }
+            };
+            let _ = writeln!(out, "{line}");
+            printed = true;
+        }
         if printed {
             let _ = out.flush();
         }
@@ -844,6 +861,40 @@ impl SipSide {
             tracing::info!(dropped = self.dropped, "datagrams the kernel did not take");
         }
     }
+}
+
+/// Why a voicemail message could not be written.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot write the voicemail {path}: {error}. Set voicemail_dir under the queue in lab.toml to a writable directory")]
+pub struct VoicemailError {
+    pub path: PathBuf,
+    pub error: std::io::Error,
+}
+
+/// Write a voicemail message as a 16-bit mono WAV, `file_name` in `dir` (created if need be).
+pub fn write_voicemail(voicemail: &Voicemail) -> Result<PathBuf, VoicemailError> {
+    let path = voicemail.dir.join(&voicemail.file_name);
+    let fail = |error: std::io::Error| VoicemailError {
+        path: path.clone(),
+        error,
+    };
+    std::fs::create_dir_all(&voicemail.dir).map_err(fail)?;
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: voicemail.sample_rate,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let to_io = |error: hound::Error| match error {
+        hound::Error::IoError(error) => error,
+        other => std::io::Error::other(other.to_string()),
+    };
+    let mut writer = hound::WavWriter::create(&path, spec).map_err(|e| fail(to_io(e)))?;
+    for &sample in &voicemail.samples {
+        writer.write_sample(sample).map_err(|e| fail(to_io(e)))?;
+    }
+    writer.finalize().map_err(|e| fail(to_io(e)))?;
+    Ok(path)
 }
 
 /// The status line for what a phone did, if it deserves one.
@@ -879,6 +930,12 @@ fn describe(event: &PbxEvent) -> Option<String> {
             "SIP: {user} dialled {number}: refused with {status}"
         )),
         PbxEvent::PhoneCallAnswered { from, to } => Some(format!("SIP: {from} is talking to {to}")),
+        PbxEvent::CallerQueued {
+            user,
+            queue,
+            caller_id,
+            ..
+        } => Some(format!("SIP: {user} ({caller_id}) waits in {queue}")),
         PbxEvent::Transferred {
             call_id,
             agent,
