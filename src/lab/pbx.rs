@@ -52,6 +52,12 @@
 //!   (486, 603, 408, no binding) go to [`Simulation::agent_rejected`]; `StopRinging` sends
 //!   CANCEL; `EndCall` sends BYE; the agent's BYE is [`Simulation::call_ended`] by the agent.
 //!
+//! - Hold (RFC 3264 §8.4): a re-INVITE on any connected leg is answered with the direction
+//!   its offer leaves (`recvonly` to `sendonly`, `inactive` to `inactive`); a phone that stops
+//!   listening that way (or with the old `c=0.0.0.0`) gets no RTP from the lab, and the phone
+//!   bridged to it hears [`HoldMusic`] instead of silence, as on a PBX, until a re-INVITE
+//!   resumes the call.
+//!
 //! Media: each leg takes a local RTP port from the pool the driver bound
 //! ([`PbxConfig::media_ports`]), so no port is ever promised that is not there. Legs send a
 //! frame every packet time (the timer is in [`LabPbx::poll_timeout`]); RTP comes out of
@@ -1442,8 +1448,13 @@ impl LabPbx {
         if let Some(dialog) = leg.dialog.as_mut() {
             dialog.refresh_target(request);
         }
+        let params = media_params(&negotiated);
+        let listening = params.sending;
         if let Some(media) = leg.media.as_mut() {
-            media.session.update(media_params(&negotiated));
+            media.session.update(params);
+        }
+        if let Some(partner) = leg.partner {
+            self.hold_partner(partner, !listening);
         }
         let mut ok = request.response(200);
         ok.headers.push("Contact", contact);
@@ -1909,6 +1920,20 @@ impl LabPbx {
     fn set_audio(&mut self, id: LegId, audio: Audio) {
         if let Some(media) = self.legs.get_mut(&id).and_then(|leg| leg.media.as_mut()) {
             media.audio = audio;
+        }
+    }
+
+    /// The phone of `id`'s partner put the call on hold (it no longer listens): `id`'s phone
+    /// hears [`HoldMusic`] instead of it, as a PBX plays music on hold; or, resumed, hears the
+    /// partner again.
+    fn hold_partner(&mut self, id: LegId, held: bool) {
+        let Some(media) = self.legs.get_mut(&id).and_then(|leg| leg.media.as_mut()) else {
+            return;
+        };
+        match (&media.audio, held) {
+            (Audio::Bridge(_), true) => media.audio = Audio::Music(HoldMusic::new(8000)),
+            (Audio::Music(_), false) => media.audio = Audio::Bridge(VecDeque::new()),
+            _ => {}
         }
     }
 
@@ -3504,7 +3529,6 @@ mod tests {
                             sending,
                             receiving,
                         } => {
-                            phone.media.retain(|m| m.call != *call);
                             let params = MediaParams {
                                 remote: *remote,
                                 codec: codec.clone(),
@@ -3514,6 +3538,13 @@ mod tests {
                                 receiving: *receiving,
                                 ptime_ms: 20,
                             };
+                            // A re-INVITE (hold, resume) changes the call's stream, as a
+                            // phone does: same source, its sequence going on.
+                            if let Some(media) = phone.media.iter_mut().find(|m| m.call == *call) {
+                                media.session.update(params);
+                                phone.events.push((now, event));
+                                continue;
+                            }
                             let session = MediaSession::new(params, 5, now, Duration::ZERO)
                                 .expect("media session");
                             phone.media.push(PhoneMedia {
@@ -5204,6 +5235,78 @@ mod tests {
         let complete = w.log_lines("COMPLETECALLER");
         assert_eq!(complete.len(), 1, "{}", w.log);
         assert!(complete[0].contains(&format!("|{queue_call}|support|101|COMPLETECALLER|")));
+    }
+
+    /// The agent puts a real caller on hold: the lab answers the agent's re-INVITE with the
+    /// direction RFC 3264 asks for, sends the agent nothing, and the caller hears music on hold
+    /// instead of silence; resumed, both hear each other again.
+    #[test]
+    fn an_agent_holds_a_real_caller_who_hears_music_then_resumes() {
+        let (mut w, agent) = logged_in_agent(Duration::from_secs(3600), |_| {});
+        w.phones[agent].tone_hz = Some(AGENT_HZ);
+        let caller = queue_caller(&mut w);
+        let (call, _) = caller_dials(&mut w, caller, "600");
+        w.run_until(Duration::from_secs(5), |w| w.incoming(agent).is_some());
+        let (agent_call, _, _) = w.incoming(agent).expect("rung");
+        w.command(agent, Command::Answer { call: agent_call });
+        w.run_for(Duration::from_secs(2));
+        let talking = heard_len(&w, caller, call);
+        let agent_heard = heard_len(&w, agent, agent_call);
+
+        w.command(agent, Command::Hold { call: agent_call });
+        w.run_until(Duration::from_secs(5), |w| {
+            w.saw(agent, |e| matches!(e, UaEvent::Held { call } if *call == agent_call))
+        });
+        let offer = sent_by(&w, [127, 0, 0, 2], "INVITE sip:")
+            .last()
+            .map(|invite| body(invite).to_owned())
+            .unwrap_or_default();
+        let held_direction = if offer.contains("a=inactive") {
+            "a=inactive"
+        } else {
+            assert!(offer.contains("a=sendonly"), "the hold offer: {offer}");
+            "a=recvonly"
+        };
+        let answer = sent_by(&w, LAB_IP, "SIP/2.0 200 OK")
+            .into_iter()
+            .rfind(|ok| ok.contains("CSeq: ") && ok.contains(" INVITE\r\n"))
+            .unwrap_or_default();
+        assert!(
+            body(&answer).contains(held_direction),
+            "answer to {offer}: {answer}"
+        );
+        let held_at = heard_len(&w, caller, call);
+        let agent_held_at = heard_len(&w, agent, agent_call);
+        w.run_for(Duration::from_secs(3));
+        let on_hold = &w.phones[caller].heard[&call][held_at + 1600..];
+        assert!(on_hold.len() >= 8000 * 2, "{} samples", on_hold.len());
+        let music = c_chord_power(on_hold);
+        assert!(music > 3.0e6, "music on hold at the caller: {music:.0}");
+        assert!(music > 50.0 * peak_power(on_hold, AGENT_HZ), "not the agent");
+        // The held agent gets no RTP (its phone would play silence or its own tone).
+        let at_held_agent = &w.phones[agent].heard[&agent_call][agent_held_at + 1600..];
+        assert!(
+            peak_power(at_held_agent, CALLER_HZ) < 1.0e5,
+            "the lab stopped sending to the holder"
+        );
+
+        w.command(agent, Command::Resume { call: agent_call });
+        w.run_until(Duration::from_secs(5), |w| {
+            w.saw(agent, |e| matches!(e, UaEvent::Resumed { call } if *call == agent_call))
+        });
+        let resumed_at = heard_len(&w, caller, call);
+        let agent_resumed_at = heard_len(&w, agent, agent_call);
+        w.run_for(Duration::from_secs(2));
+        let talk = &w.phones[caller].heard[&call][resumed_at + 1600..];
+        let agent_voice = peak_power(talk, AGENT_HZ);
+        assert!(agent_voice > 1.0e7, "the agent again: {agent_voice:.0}");
+        assert!(agent_voice > 100.0 * c_chord_power(talk), "the music stopped");
+        let at_agent = &w.phones[agent].heard[&agent_call][agent_resumed_at + 1600..];
+        let caller_voice = peak_power(at_agent, CALLER_HZ);
+        assert!(caller_voice > 1.0e7, "the caller again: {caller_voice:.0}");
+        assert!(talking > 0 && agent_heard > 0);
+        assert_eq!(w.log_lines("CONNECT").len(), 1, "{}", w.log);
+        assert!(w.log_lines("COMPLETEAGENT").is_empty(), "{}", w.log);
     }
 
     #[test]
