@@ -9,9 +9,15 @@ use std::path::Path;
 use std::process::Command as Process;
 use std::time::Duration;
 
+use ringside::config::{AudioConfig, AudioDeviceChoice};
 use ringside::lab::config::LabConfig;
+use ringside::lab::pbx::HOLD_MUSIC_CHORDS;
 use ringside::media::codec::g711::{alaw_to_linear, ulaw_to_linear};
-use support::lab::{lines_with, peak_power, read_wav, received_recordings, RunningLab};
+use ringside::sip::ua::{Command, UaEvent};
+use support::lab::{
+    incoming_call, lines_with, peak_power, read_wav, received_recordings, wait_async,
+    RingsidePhone, RunningLab,
+};
 use support::{read_text, require_peers, tail, wait_until, PeerWorkspace};
 
 /// A lab with no simulated traffic: only the test's peers call.
@@ -302,4 +308,220 @@ fn a_sipp_caller_is_answered_by_a_sipp_agent() {
         "lab_peers SIPp agent: {:?}",
         lines_with(&log, &format!("|{call_id}|"))
     );
+}
+
+/// What a recording holds, 200 ms at a time: for each window the label of the sound (a set of
+/// frequencies) that dominates it tenfold, or '.' when none does; runs shorter than 600 ms
+/// are dropped and repeats merged, so "MTMT" reads "music, talk, music, talk".
+fn timeline(samples: &[i16], rate: u32, sounds: &[(char, &[f64])]) -> String {
+    let window = (rate / 5) as usize;
+    let labels: Vec<char> = samples
+        .chunks_exact(window.max(1))
+        .map(|w| {
+            let powers: Vec<f64> = sounds
+                .iter()
+                .map(|(_, freqs)| {
+                    freqs
+                        .iter()
+                        .map(|f| support::lab::peak_power(w, rate, *f))
+                        .fold(0.0, f64::max)
+                })
+                .collect();
+            sounds
+                .iter()
+                .zip(&powers)
+                .find(|(_, p)| {
+                    **p > 1.0e6
+                        && powers
+                            .iter()
+                            .all(|other| *other == **p || **p > 10.0 * other)
+                })
+                .map_or('.', |((label, _), _)| *label)
+        })
+        .collect();
+    let mut runs: Vec<(char, usize)> = Vec::new();
+    for label in labels {
+        match runs.last_mut() {
+            Some((last, n)) if *last == label => *n += 1,
+            _ => runs.push((label, 1)),
+        }
+    }
+    let mut merged = String::new();
+    for (label, n) in runs {
+        if n >= 3 && !merged.ends_with(label) {
+            merged.push(label);
+        }
+    }
+    merged
+}
+
+/// Every note of the hold music.
+fn music_notes() -> Vec<f64> {
+    let mut notes: Vec<f64> = HOLD_MUSIC_CHORDS.iter().flatten().copied().collect();
+    notes.sort_by(f64::total_cmp);
+    notes.dedup();
+    notes
+}
+
+/// 1 s of `hz` (8 kHz mono, -6 dBFS), which ringside's file device plays in a loop.
+fn write_tone(path: &Path, hz: f64) {
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 8000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut writer = hound::WavWriter::create(path, spec).expect("a WAV file");
+    for n in 0..8000 {
+        let t = f64::from(n) / 8000.0;
+        let sample = (16_000.0 * (std::f64::consts::TAU * hz * t).sin()).round() as i16;
+        writer.write_sample(sample).expect("written");
+    }
+    writer.finalize().expect("finished");
+}
+
+const AGENT_TONE_HZ: f64 = 1000.0;
+
+/// baresip (105, 660 Hz) calls the support queue and waits with the music; ringside agent 101
+/// (1000 Hz) logs in, answers, puts the caller on hold, resumes after 3 s and hangs up 3 s
+/// later. The lab answers the hold re-INVITE with the RFC 3264 direction; baresip hears
+/// music, the agent, music on hold, the agent again; the agent hears baresip, nothing while
+/// it holds, baresip again.
+#[test]
+fn a_ringside_agent_holds_and_resumes_a_baresip_caller_through_the_lab() {
+    if !require_peers(&["baresip"]) {
+        return;
+    }
+    let ws = PeerWorkspace::new("lab_peers_hold");
+    let queue_log = ws.path("queue_log");
+    let lab = RunningLab::start(quiet_lab(), queue_log.clone());
+    let diagnose = |what: &str| {
+        format!(
+            "{what}\n--- lab printed:\n{}\n--- queue_log:\n{}",
+            tail(&lab.printed.text(), 40),
+            read_text(&queue_log)
+        )
+    };
+    let target = lab.sip.to_string();
+    let tone = ws.path("agent-in.wav");
+    write_tone(&tone, AGENT_TONE_HZ);
+    let recording = ws.path("agent.wav");
+    let baresip = ws
+        .start_baresip(
+            "caller",
+            5084,
+            "105",
+            "lab105",
+            &["--registrar", &target, "--freq", "660"],
+        )
+        .expect("baresip starts");
+    let mut ctl = baresip.connect();
+    assert!(
+        wait_until(Duration::from_secs(10), || lab
+            .printed
+            .text()
+            .contains("SIP: 105 registered")),
+        "{}",
+        diagnose("baresip did not register")
+    );
+    ctl.command_wait(
+        "dial",
+        &format!("sip:600@{target}"),
+        "CALL_ESTABLISHED",
+        Duration::from_secs(10),
+    );
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let re_invites = runtime.block_on(async {
+        let audio = AudioConfig {
+            device: AudioDeviceChoice::File,
+            file_in: Some(tone.clone()),
+            file_out: Some(recording.clone()),
+            ..AudioConfig::default()
+        };
+        let mut agent = RingsidePhone::start("101", lab.sip, audio, (31_300, 31_398)).await;
+        agent.command(Command::Register);
+        agent
+            .wait_for(Duration::from_secs(10), |e| {
+                matches!(e, UaEvent::Registered { .. })
+            })
+            .await;
+        // The caller has the music for a while first.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        agent.command(Command::Dial {
+            target: "*600".into(),
+        });
+        agent
+            .wait_for(Duration::from_secs(10), |e| {
+                matches!(e, UaEvent::CallEnded { .. })
+            })
+            .await;
+        let call = agent
+            .wait_for(Duration::from_secs(10), |e| incoming_call(e).is_some())
+            .await;
+        let call = incoming_call(&call).expect("matched");
+        agent
+            .wait_for(
+                Duration::from_secs(5),
+                |e| matches!(e, UaEvent::Answered { call: c, .. } if *c == call),
+            )
+            .await;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        agent.command(Command::Hold { call });
+        agent
+            .wait_for(
+                Duration::from_secs(5),
+                |e| matches!(e, UaEvent::Held { call: c } if *c == call),
+            )
+            .await;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        agent.command(Command::Resume { call });
+        agent
+            .wait_for(
+                Duration::from_secs(5),
+                |e| matches!(e, UaEvent::Resumed { call: c } if *c == call),
+            )
+            .await;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        agent.command(Command::Hangup { call });
+        agent
+            .wait_for(
+                Duration::from_secs(5),
+                |e| matches!(e, UaEvent::CallEnded { call: c, .. } if *c == call),
+            )
+            .await;
+        // The media task closes the recording once the call is over.
+        wait_async(Duration::from_millis(500), || false).await;
+        lab.printed.text()
+    });
+    ctl.wait_event("CALL_CLOSED", Duration::from_secs(10));
+    let log = read_text(&queue_log);
+    assert_eq!(
+        lines_with(&log, "|support|101|COMPLETEAGENT|").len(),
+        1,
+        "{}",
+        diagnose("no COMPLETEAGENT")
+    );
+
+    let notes = music_notes();
+    let recordings = received_recordings(&baresip.rec_dir);
+    assert!(!recordings.is_empty(), "{}", baresip.rec_dir.display());
+    let (rate, heard) = read_wav(&recordings[0]);
+    let caller_heard = timeline(&heard, rate, &[('M', &notes), ('T', &[AGENT_TONE_HZ])]);
+    assert!(
+        caller_heard.contains("MTMT"),
+        "baresip heard {caller_heard:?} (M music, T the agent)\n{re_invites}"
+    );
+
+    let (rate, heard) = read_wav(&ws.path("agent-2.wav"));
+    let agent_heard = timeline(&heard, rate, &[('C', &[660.0]), ('M', &notes)]);
+    assert!(
+        agent_heard.contains("C.C"),
+        "the agent heard {agent_heard:?} (C the caller, . nothing)"
+    );
+    eprintln!("lab_peers hold: baresip heard {caller_heard}, the agent {agent_heard}");
+    drop(ctl);
 }
