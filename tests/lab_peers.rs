@@ -208,6 +208,7 @@ fn a_sipp_caller_talks_to_a_baresip_agent_both_ways() {
         sent.len()
     );
     drop(ctl);
+    ws.stop(&["baresip-agent"]);
 }
 
 /// A SIPp agent: SIPp registers 103 (digest) from port 5077, logs it in by calling *600 (the
@@ -524,4 +525,117 @@ fn a_ringside_agent_holds_and_resumes_a_baresip_caller_through_the_lab() {
     );
     eprintln!("lab_peers hold: baresip heard {caller_heard}, the agent {agent_heard}");
     drop(ctl);
+    ws.stop(&["baresip-caller"]);
+}
+
+/// baresip agent 102 answers a SIPp caller's queue call (440 Hz) and blind-transfers it with
+/// its `transfer` command to 103, a second baresip: the lab accepts the REFER, rings 103 with
+/// the caller's ID, 103 answers and records SIPp's tone, 102's leg ends, SIPp exits 0 after
+/// its 8 s, and queue_log has BLINDTRANSFER to 103 (and no COMPLETE* for 102).
+#[test]
+fn a_baresip_agent_blind_transfers_a_sipp_caller_to_another_baresip() {
+    if !require_peers(&["sipp", "baresip"]) {
+        return;
+    }
+    let ws = PeerWorkspace::new("lab_peers_baresip_transfer");
+    let queue_log = ws.path("queue_log");
+    let lab = RunningLab::start(quiet_lab(), queue_log.clone());
+    let diagnose = |what: &str| {
+        format!(
+            "{what}\n--- lab printed:\n{}\n--- queue_log:\n{}",
+            tail(&lab.printed.text(), 40),
+            read_text(&queue_log)
+        )
+    };
+    let target = lab.sip.to_string();
+    let agent = ws
+        .start_baresip(
+            "agent",
+            5082,
+            "102",
+            "lab102",
+            &["--registrar", &target, "--freq", "660"],
+        )
+        .expect("baresip agent starts");
+    let colleague = ws
+        .start_baresip(
+            "colleague",
+            5086,
+            "103",
+            "lab103",
+            &["--registrar", &target, "--freq", "880"],
+        )
+        .expect("baresip colleague starts");
+    let mut agent_ctl = agent.connect();
+    let mut colleague_ctl = colleague.connect();
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            let printed = lab.printed.text();
+            printed.contains("SIP: 102 registered") && printed.contains("SIP: 103 registered")
+        }),
+        "{}",
+        diagnose("the baresips did not register")
+    );
+    agent_ctl.command_wait(
+        "dial",
+        &format!("sip:*600@{target}"),
+        "CALL_ESTABLISHED",
+        Duration::from_secs(10),
+    );
+    agent_ctl.wait_event("CALL_CLOSED", Duration::from_secs(10));
+
+    let args = caller_args(&target, "105", "600");
+    let sipp = ws
+        .start_sipp("caller", 5075, "uac_queue_call", &str_args(&args))
+        .expect("sipp starts");
+    let answered = agent_ctl.wait_event("CALL_ESTABLISHED", Duration::from_secs(10));
+    assert_eq!(answered["peeruri"], "sip:105@lab", "{answered}");
+    std::thread::sleep(Duration::from_secs(2));
+    agent_ctl.command("transfer", &format!("sip:103@{target}"));
+
+    let offered = colleague_ctl.wait_event("CALL_ESTABLISHED", Duration::from_secs(10));
+    assert_eq!(offered["direction"], "incoming", "{offered}");
+    assert_eq!(
+        offered["peeruri"], "sip:105@lab",
+        "the caller, not the agent: {offered}"
+    );
+    agent_ctl.wait_event("CALL_CLOSED", Duration::from_secs(10));
+    // SIPp hangs up 8 s after the lab answered it; the lab hangs up 103.
+    colleague_ctl.wait_event("CALL_CLOSED", Duration::from_secs(15));
+    let code = sipp.wait(Duration::from_secs(10)).expect("sipp ends");
+    assert_eq!(code, 0, "sipp failed its call:\n{}", sipp.report());
+
+    assert!(
+        wait_until(Duration::from_secs(5), || !lines_with(
+            &read_text(&queue_log),
+            "|support|102|BLINDTRANSFER|103|lab|"
+        )
+        .is_empty()),
+        "{}",
+        diagnose("no BLINDTRANSFER to 103")
+    );
+    let log = read_text(&queue_log);
+    assert!(
+        lines_with(&log, "|COMPLETEAGENT|").is_empty()
+            && lines_with(&log, "|COMPLETECALLER|").is_empty(),
+        "{log}"
+    );
+
+    // 103 heard SIPp's 440 Hz, not the agent's 660 Hz.
+    let recordings = received_recordings(&colleague.rec_dir);
+    assert!(!recordings.is_empty(), "{}", colleague.rec_dir.display());
+    let (rate, heard) = read_wav(&recordings[0]);
+    assert!(heard.len() > rate as usize * 3, "{} samples", heard.len());
+    let tone = peak_power(&heard, rate, 440.0);
+    let other = peak_power(&heard, rate, 660.0).max(peak_power(&heard, rate, 1000.0));
+    assert!(
+        tone > 5.0e6 && tone > 20.0 * other,
+        "SIPp's 440 Hz at 103: {tone:.0}, 660/1000 Hz {other:.0}"
+    );
+    eprintln!(
+        "lab_peers baresip transfer: 440 Hz at 103 {tone:.0} (other {other:.0}); {:?}",
+        lines_with(&log, "|BLINDTRANSFER|")
+    );
+    // baresip unregisters as it stops: while the lab still answers, not into a 5 s wait.
+    ws.stop(&["baresip-agent", "baresip-colleague"]);
 }
