@@ -639,3 +639,93 @@ fn a_baresip_agent_blind_transfers_a_sipp_caller_to_another_baresip() {
     // baresip unregisters as it stops: while the lab still answers, not into a 5 s wait.
     ws.stop(&["baresip-agent", "baresip-colleague"]);
 }
+
+/// Phone-to-phone through the lab with three baresips: 105 (440 Hz) calls 102, which
+/// blind-transfers the call to 103 with its `transfer` command; 103 is rung as 105, answers
+/// and records 105's tone; 102's call ends, 105's goes on until it hangs up, which ends 103's.
+#[test]
+fn a_baresip_phone_blind_transfers_its_phone_to_phone_call_to_a_third_baresip() {
+    if !require_peers(&["baresip"]) {
+        return;
+    }
+    let ws = PeerWorkspace::new("lab_peers_phone_transfer");
+    let queue_log = ws.path("queue_log");
+    let lab = RunningLab::start(quiet_lab(), queue_log.clone());
+    let diagnose = |what: &str| {
+        format!(
+            "{what}\n--- lab printed:\n{}",
+            tail(&lab.printed.text(), 40)
+        )
+    };
+    let target = lab.sip.to_string();
+    let registrar = ["--registrar", target.as_str()];
+    let start = |name: &str, port: u16, user: &str, hz: &str| {
+        let mut args = registrar.to_vec();
+        args.extend(["--freq", hz]);
+        ws.start_baresip(name, port, user, &format!("lab{user}"), &args)
+            .expect("baresip starts")
+    };
+    let caller = start("caller", 5082, "105", "440");
+    let callee = start("callee", 5084, "102", "660");
+    let third = start("third", 5086, "103", "880");
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            let printed = lab.printed.text();
+            ["105", "102", "103"]
+                .iter()
+                .all(|user| printed.contains(&format!("SIP: {user} registered")))
+        }),
+        "{}",
+        diagnose("the baresips did not register")
+    );
+    let mut caller_ctl = caller.connect();
+    let mut callee_ctl = callee.connect();
+    let mut third_ctl = third.connect();
+    caller_ctl.command_wait(
+        "dial",
+        &format!("sip:102@{target}"),
+        "CALL_ESTABLISHED",
+        Duration::from_secs(10),
+    );
+    callee_ctl.wait_event("CALL_ESTABLISHED", Duration::from_secs(5));
+    std::thread::sleep(Duration::from_secs(1));
+    callee_ctl.command("transfer", &format!("sip:103@{target}"));
+    let offered = third_ctl.wait_event("CALL_ESTABLISHED", Duration::from_secs(10));
+    assert_eq!(
+        offered["peeruri"], "sip:105@lab",
+        "rung as the transferee: {offered}"
+    );
+    callee_ctl.wait_event("CALL_CLOSED", Duration::from_secs(10));
+    assert!(
+        wait_until(Duration::from_secs(5), || lab
+            .printed
+            .text()
+            .contains("SIP: 102 transferred 105 to 103")),
+        "{}",
+        diagnose("no transfer reported")
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    caller_ctl.command("hangup", "");
+    caller_ctl.wait_event("CALL_CLOSED", Duration::from_secs(5));
+    third_ctl.wait_event("CALL_CLOSED", Duration::from_secs(5));
+    assert!(
+        read_text(&queue_log)
+            .lines()
+            .all(|l| !l.contains("TRANSFER")),
+        "a phone call is none of queue_log's business"
+    );
+
+    let recordings = received_recordings(&third.rec_dir);
+    assert!(!recordings.is_empty(), "{}", third.rec_dir.display());
+    let (rate, heard) = read_wav(&recordings[0]);
+    assert!(heard.len() > rate as usize * 2, "{} samples", heard.len());
+    let voice = peak_power(&heard, rate, 440.0);
+    let other = peak_power(&heard, rate, 660.0).max(peak_power(&heard, rate, 1000.0));
+    assert!(
+        voice > 5.0e6 && voice > 20.0 * other,
+        "105's 440 Hz at 103: {voice:.0}, 660/1000 Hz {other:.0}"
+    );
+    eprintln!("lab_peers phone transfer: 440 Hz at 103 {voice:.0} (other {other:.0})");
+    drop((caller_ctl, callee_ctl, third_ctl));
+    ws.stop(&["baresip-caller", "baresip-callee", "baresip-third"]);
+}
