@@ -44,6 +44,11 @@
 //!   through the lab) hands the caller to the consulted phone's leg, ends the consultation
 //!   leg and the agent's, and logs ATTENDEDTRANSFER with a bridge id. A transferred caller
 //!   talks for the simulation's mean talk time, then hangs up (or the target does).
+//!   A phone in a phone-to-phone call may blind-transfer it too (a REFER with Replaces there
+//!   gets 403): the lab rings the target (a registered, free phone) as the other phone, with
+//!   Referred-By naming the transferor; once it answers, the other phone talks to it, the
+//!   transferor gets "200 OK" and is hung up as above. Nothing goes to queue_log. A transferor
+//!   that hangs up first leaves the other phone with music until the target answers.
 //! - The simulation's actions come in through [`LabPbx::handle_sim_actions`]: `Ring` sends an
 //!   INVITE to the agent's newest binding, at the address its REGISTER came from (NAT), with
 //!   the caller ID in From (`"support: +3225550137" <sip:+3225550137@lab>`). A 2xx is ACKed and
@@ -51,6 +56,12 @@
 //!   CONNECT), and the agent hears the caller: a 400/800 Hz warble ([`CallerVoice`]). Failures
 //!   (486, 603, 408, no binding) go to [`Simulation::agent_rejected`]; `StopRinging` sends
 //!   CANCEL; `EndCall` sends BYE; the agent's BYE is [`Simulation::call_ended`] by the agent.
+//!
+//! - Hold (RFC 3264 §8.4): a re-INVITE on any connected leg is answered with the direction
+//!   its offer leaves (`recvonly` to `sendonly`, `inactive` to `inactive`); a phone that stops
+//!   listening that way (or with the old `c=0.0.0.0`) gets no RTP from the lab, and the phone
+//!   bridged to it hears [`HoldMusic`] instead of silence, as on a PBX, until a re-INVITE
+//!   resumes the call.
 //!
 //! Media: each leg takes a local RTP port from the pool the driver bound
 //! ([`PbxConfig::media_ports`]), so no port is ever promised that is not there. Legs send a
@@ -250,6 +261,20 @@ pub enum PbxEvent {
     },
     /// Phone `from` is talking to phone `to` through the lab.
     PhoneCallAnswered { from: String, to: String },
+    /// Phone `by` blind-transferred phone `from`, which it was talking to, and `from` now
+    /// talks to `to`.
+    PhoneCallTransferred {
+        by: String,
+        from: String,
+        to: String,
+    },
+    /// Phone `by`'s transfer of a phone-to-phone call to `target` failed with `status` (as
+    /// the final NOTIFY says); the call goes on.
+    PhoneTransferFailed {
+        by: String,
+        target: String,
+        status: u16,
+    },
     /// An agent asked (REFER) to transfer its queue caller to `target`.
     TransferRequested {
         call_id: String,
@@ -457,6 +482,13 @@ enum LegKind {
     PhoneIn { user: String, callee: String },
     /// The lab's call to `callee` for `user`'s [`LegKind::PhoneIn`] leg.
     PhoneOut { user: String, callee: String },
+    /// The lab rings `target` for `user`, whom `transferor` blind-transferred out of a
+    /// phone-to-phone call (the leg's `transferee` is `user`'s leg).
+    PhoneTransfer {
+        user: String,
+        target: String,
+        transferor: String,
+    },
     /// Phone `user` called a queue's extension: the lab answered, and the leg's Call-ID is the
     /// queue call id (`call_id`, as written in queue_log).
     Caller {
@@ -490,7 +522,9 @@ impl LegKind {
             LegKind::Code { agent } => Some(agent),
             LegKind::PhoneIn { user, .. } => Some(user),
             LegKind::PhoneOut { callee, .. } => Some(callee),
-            LegKind::Transferred { target, .. } => Some(target),
+            LegKind::Transferred { target, .. } | LegKind::PhoneTransfer { target, .. } => {
+                Some(target)
+            }
             LegKind::Agent { .. } | LegKind::Transferor { .. } | LegKind::Caller { .. } => None,
         }
     }
@@ -503,7 +537,7 @@ impl LegKind {
             | LegKind::Transferor { agent } => agent,
             LegKind::PhoneIn { user, .. } | LegKind::Caller { user, .. } => user,
             LegKind::PhoneOut { callee, .. } => callee,
-            LegKind::Transferred { target, .. } => target,
+            LegKind::Transferred { target, .. } | LegKind::PhoneTransfer { target, .. } => target,
         }
     }
 }
@@ -647,6 +681,8 @@ struct Leg {
     partner: Option<LegId>,
     /// The agent leg whose REFER this leg carries out (a blind transfer's target leg).
     transfer_from: Option<LegId>,
+    /// The leg of the phone a [`LegKind::PhoneTransfer`] leg takes over.
+    transferee: Option<LegId>,
     /// The transfer is in queue_log already (the agent left before the target answered).
     transfer_logged: bool,
     /// A REFER in progress on this leg.
@@ -700,6 +736,7 @@ impl Leg {
             offered: None,
             partner: None,
             transfer_from: None,
+            transferee: None,
             transfer_logged: false,
             refer: None,
             recording: None,
@@ -748,6 +785,7 @@ struct Failure {
     rang_out: bool,
     partner: Option<LegId>,
     transfer_from: Option<LegId>,
+    transferee: Option<LegId>,
     transfer_logged: bool,
 }
 
@@ -758,6 +796,7 @@ impl Leg {
             cancelled: self.cancel_requested,
             rang_out: self.rang_out,
             partner: self.partner,
+            transferee: self.transferee,
             transfer_from: self.transfer_from,
             transfer_logged: self.transfer_logged,
         }
@@ -1442,8 +1481,13 @@ impl LabPbx {
         if let Some(dialog) = leg.dialog.as_mut() {
             dialog.refresh_target(request);
         }
+        let params = media_params(&negotiated);
+        let listening = params.sending;
         if let Some(media) = leg.media.as_mut() {
-            media.session.update(media_params(&negotiated));
+            media.session.update(params);
+        }
+        if let Some(partner) = leg.partner {
+            self.hold_partner(partner, !listening);
         }
         let mut ok = request.response(200);
         ok.headers.push("Contact", contact);
@@ -1488,8 +1532,10 @@ impl LabPbx {
             return;
         }
         let connected = matches!(leg.state, LegState::Answered | LegState::Confirmed);
-        let handing_over = matches!(leg.kind, LegKind::Agent { .. })
-            && leg.refer.as_ref().is_some_and(|r| r.target_leg.is_some());
+        let handing_over = matches!(
+            leg.kind,
+            LegKind::Agent { .. } | LegKind::PhoneIn { .. } | LegKind::PhoneOut { .. }
+        ) && leg.refer.as_ref().is_some_and(|r| r.target_leg.is_some());
         if handing_over {
             // The agent hung up after its REFER: its caller waits for the target, not for BYE.
             if let Some(caller) = self.unlink(id) {
@@ -1497,6 +1543,17 @@ impl LabPbx {
             }
         }
         self.hang_up_partner(now, id);
+        // A phone that hangs up while its call is being transferred: the target is not rung
+        // for nobody.
+        let ringing_for_it: Vec<LegId> = self
+            .legs
+            .iter()
+            .filter(|(_, l)| l.transferee == Some(id) && l.state == LegState::Calling)
+            .map(|(&other, _)| other)
+            .collect();
+        for other in ringing_for_it {
+            self.cancel_leg(now, other);
+        }
         let Some(leg) = self.remove_leg(id) else {
             return;
         };
@@ -1678,6 +1735,10 @@ impl LabPbx {
             }
             LegKind::PhoneOut { .. } => {
                 self.phone_answered(now, id, &negotiated);
+                return;
+            }
+            LegKind::PhoneTransfer { .. } => {
+                self.phone_transfer_answered(now, id, &negotiated);
                 return;
             }
             LegKind::Code { .. }
@@ -1909,6 +1970,20 @@ impl LabPbx {
     fn set_audio(&mut self, id: LegId, audio: Audio) {
         if let Some(media) = self.legs.get_mut(&id).and_then(|leg| leg.media.as_mut()) {
             media.audio = audio;
+        }
+    }
+
+    /// The phone of `id`'s partner put the call on hold (it no longer listens): `id`'s phone
+    /// hears [`HoldMusic`] instead of it, as a PBX plays music on hold; or, resumed, hears the
+    /// partner again.
+    fn hold_partner(&mut self, id: LegId, held: bool) {
+        let Some(media) = self.legs.get_mut(&id).and_then(|leg| leg.media.as_mut()) else {
+            return;
+        };
+        match (&media.audio, held) {
+            (Audio::Bridge(_), true) => media.audio = Audio::Music(HoldMusic::new(8000)),
+            (Audio::Music(_), false) => media.audio = Audio::Bridge(VecDeque::new()),
+            _ => {}
         }
     }
 
@@ -2286,12 +2361,18 @@ impl LabPbx {
             self.respond(now, tx, request.response(500));
             return;
         }
-        let (call_id, agent) = match &leg.kind {
-            LegKind::Agent { call_id, agent, .. } if leg.state == LegState::Confirmed => {
-                (call_id.clone(), agent.clone())
+        let connected = leg.state == LegState::Confirmed;
+        let queue_call = match &leg.kind {
+            LegKind::Agent { call_id, agent, .. } if connected => {
+                Some((call_id.clone(), agent.clone()))
+            }
+            LegKind::PhoneIn { .. } | LegKind::PhoneOut { .. }
+                if connected && leg.partner.is_some() =>
+            {
+                None
             }
             _ => {
-                let reason = "lab: only a connected queue call can be transferred";
+                let reason = "lab: only a connected queue or phone call can be transferred";
                 self.respond(now, tx, request.response_with_reason(403, reason));
                 return;
             }
@@ -2306,6 +2387,11 @@ impl LabPbx {
             return;
         };
         let replaces = uri_replaces(&refer_to.uri);
+        if queue_call.is_none() && replaces.is_some() {
+            let reason = "lab: a phone-to-phone call takes blind transfers only (no Replaces)";
+            self.respond(now, tx, request.response_with_reason(403, reason));
+            return;
+        }
         let target = transfer_number(&refer_to.uri).unwrap_or_default();
         leg.refer = Some(ReferState {
             event_id: request.cseq().map_or(0, |cseq| cseq.seq),
@@ -2315,6 +2401,11 @@ impl LabPbx {
         let mut accepted = request.response(202);
         accepted.headers.push("Contact", contact);
         self.respond(now, tx, accepted);
+        let Some((call_id, agent)) = queue_call else {
+            self.send_refer_notify(now, id, 100);
+            self.phone_blind_transfer(now, sim, id);
+            return;
+        };
         self.events.push_back(PbxEvent::TransferRequested {
             call_id,
             agent,
@@ -2463,6 +2554,114 @@ impl LabPbx {
             }
             Destination::Refused(status) => self.fail_transfer(now, id, status),
         }
+    }
+
+    /// A phone's REFER in a phone-to-phone call: the lab rings the target (a registered phone)
+    /// as the other phone, which keeps talking to the transferor until the target answers.
+    fn phone_blind_transfer(&mut self, now: Instant, sim: &mut Simulation, id: LegId) {
+        let Some(leg) = self.legs.get(&id) else {
+            return;
+        };
+        let transferor = leg.kind.phone_user().to_owned();
+        let target = leg
+            .refer
+            .as_ref()
+            .map(|refer| refer.target.clone())
+            .unwrap_or_default();
+        let Some((transferee_leg, transferee)) = leg.partner.and_then(|partner| {
+            let user = self.legs.get(&partner)?.kind.phone_user().to_owned();
+            Some((partner, user))
+        }) else {
+            self.fail_phone_transfer(now, id, 481);
+            return;
+        };
+        let status = if target == transferor || target == transferee {
+            Some(482)
+        } else {
+            match self.destination(now, sim, &target, &transferor) {
+                Destination::Phone => None,
+                Destination::Refused(status) => Some(status),
+                // Queues and the world outside take queue callers, not phones.
+                Destination::Queue(_) | Destination::Outside => Some(404),
+            }
+        };
+        if let Some(status) = status {
+            self.fail_phone_transfer(now, id, status);
+            return;
+        }
+        let from = NameAddr::new(Uri::sip(Some(&transferee), &self.config.realm, None));
+        let referred_by = NameAddr::new(Uri::sip(Some(&transferor), &self.config.realm, None));
+        let kind = LegKind::PhoneTransfer {
+            user: transferee,
+            target: target.clone(),
+            transferor,
+        };
+        let extra = [("Referred-By", referred_by.to_string())];
+        match self.invite_phone(now, kind, from, &extra) {
+            Ok(target_leg) => {
+                if let Some(leg) = self.legs.get_mut(&target_leg) {
+                    leg.transfer_from = Some(id);
+                    leg.transferee = Some(transferee_leg);
+                    leg.ring_until = now.checked_add(RING_LIMIT);
+                }
+                if let Some(refer) = self.legs.get_mut(&id).and_then(|l| l.refer.as_mut()) {
+                    refer.target_leg = Some(target_leg);
+                }
+                sim.set_agent_busy(now, &target, true);
+            }
+            Err(status) => self.fail_phone_transfer(now, id, status),
+        }
+    }
+
+    /// The target of a phone-to-phone transfer answered: it talks to the transferee, and the
+    /// transferor, told "200 OK", is let go.
+    fn phone_transfer_answered(&mut self, now: Instant, id: LegId, negotiated: &Negotiated) {
+        let seed = self.rng.gen();
+        let Some(leg) = self.legs.get_mut(&id) else {
+            return;
+        };
+        leg.state = LegState::Confirmed;
+        leg.ring_until = None;
+        leg.media = start_media(now, negotiated, Audio::Bridge(VecDeque::new()), seed);
+        let transferor = leg.transfer_from.take();
+        let Some(transferee) = leg.transferee.take() else {
+            // The transferee hung up while the target rang.
+            self.send_bye(now, id);
+            return;
+        };
+        if let LegKind::PhoneTransfer {
+            user,
+            target,
+            transferor: by,
+        } = leg.kind.clone()
+        {
+            self.events.push_back(PbxEvent::PhoneCallTransferred {
+                by,
+                from: user,
+                to: target,
+            });
+        }
+        if let Some(transferor) = transferor {
+            self.send_refer_notify(now, transferor, 200);
+            self.finish_transferor(now, transferor);
+        }
+        self.bridge(id, transferee);
+    }
+
+    /// A phone-to-phone transfer did not happen: final NOTIFY with `status`; the call goes on.
+    fn fail_phone_transfer(&mut self, now: Instant, id: LegId, status: u16) {
+        let Some(leg) = self.legs.get(&id) else {
+            return;
+        };
+        let by = leg.kind.phone_user().to_owned();
+        let target = leg
+            .refer
+            .as_ref()
+            .map(|refer| refer.target.clone())
+            .unwrap_or_default();
+        self.send_refer_notify(now, id, status);
+        self.events
+            .push_back(PbxEvent::PhoneTransferFailed { by, target, status });
     }
 
     /// Attended: the agent's consultation call through the lab (the dialog Replaces names)
@@ -2644,6 +2843,11 @@ impl LabPbx {
             return;
         };
         let agent = leg.kind.phone_user().to_owned();
+        if leg.kind.occupant().is_some() {
+            // A phone that transferred its phone-to-phone call is free once the leg goes
+            // (a Transferor leg keeps nobody busy).
+            self.idle_agents.push(agent.clone());
+        }
         leg.kind = LegKind::Transferor { agent };
         leg.refer = None;
         if let Some(media) = leg.media.as_mut() {
@@ -2723,6 +2927,12 @@ impl LabPbx {
                     }
                 }
             }
+            LegKind::PhoneTransfer { .. } => match (failure.transfer_from, failure.transferee) {
+                (Some(transferor), _) => self.fail_phone_transfer(now, transferor, status),
+                // The transferor left after its REFER: the transferee has nobody now.
+                (None, Some(transferee)) => self.hang_up(now, transferee),
+                (None, None) => {}
+            },
             LegKind::Code { .. }
             | LegKind::Transferor { .. }
             | LegKind::PhoneIn { .. }
@@ -2991,6 +3201,9 @@ impl LabPbx {
             }
             if other.transfer_from == Some(id) {
                 other.transfer_from = None;
+            }
+            if other.transferee == Some(id) {
+                other.transferee = None;
             }
             if let Some(refer) = other.refer.as_mut() {
                 if refer.target_leg == Some(id) {
@@ -3504,7 +3717,6 @@ mod tests {
                             sending,
                             receiving,
                         } => {
-                            phone.media.retain(|m| m.call != *call);
                             let params = MediaParams {
                                 remote: *remote,
                                 codec: codec.clone(),
@@ -3514,6 +3726,13 @@ mod tests {
                                 receiving: *receiving,
                                 ptime_ms: 20,
                             };
+                            // A re-INVITE (hold, resume) changes the call's stream, as a
+                            // phone does: same source, its sequence going on.
+                            if let Some(media) = phone.media.iter_mut().find(|m| m.call == *call) {
+                                media.session.update(params);
+                                phone.events.push((now, event));
+                                continue;
+                            }
                             let session = MediaSession::new(params, 5, now, Duration::ZERO)
                                 .expect("media session");
                             phone.media.push(PhoneMedia {
@@ -4921,6 +5140,191 @@ mod tests {
         assert_eq!(w.pbx.free_media_ports(), LAB_MEDIA_PORTS.len());
     }
 
+    /// 101 calls 102 through the lab; 102 blind-transfers 101 to 103 (REFER without
+    /// Replaces): 103 is rung as 101, answers, 102 hears "200 OK" and leaves, 101 and 103
+    /// hear each other, and queue_log is left alone. A transfer to an unregistered phone
+    /// fails with 480 and the call goes on.
+    #[test]
+    fn a_phone_blind_transfers_its_phone_to_phone_call() {
+        let mut w = World::new(Duration::from_secs(60), 0);
+        let answer = Some(Duration::from_millis(500));
+        let caller = w.add_phone("101", 2, |_| {});
+        let callee = w.add_phone("102", 3, |c| c.auto_answer = answer);
+        let target = w.add_phone("103", 4, |c| c.auto_answer = answer);
+        for (phone, hz) in [(caller, 1000.0), (callee, 1500.0), (target, 2000.0)] {
+            w.register(phone);
+            w.phones[phone].tone_hz = Some(hz);
+        }
+        w.command(
+            caller,
+            Command::Dial {
+                target: "102".into(),
+            },
+        );
+        w.run_until(Duration::from_secs(10), |w| {
+            w.saw(caller, |e| matches!(e, UaEvent::Answered { .. }))
+        });
+        let Some((_, UaEvent::Answered { call, .. })) =
+            w.find(caller, |e| matches!(e, UaEvent::Answered { .. }))
+        else {
+            unreachable!("waited for it");
+        };
+        w.run_for(Duration::from_secs(1));
+        let (callee_call, _, _) = incoming_calls(&w, callee)[0];
+
+        // Nobody at 104: the REFER fails with 480, and 101 and 102 still talk.
+        w.command(
+            callee,
+            Command::Transfer {
+                call: callee_call,
+                target: "104".into(),
+            },
+        );
+        w.run_until(Duration::from_secs(5), |w| {
+            transfer_done(w, callee).is_some()
+        });
+        assert_eq!(transfer_done(&w, callee), Some(false));
+        assert!(w.pbx_events.contains(&PbxEvent::PhoneTransferFailed {
+            by: "102".into(),
+            target: "104".into(),
+            status: 480
+        }));
+        let before = heard_len(&w, caller, call);
+        w.run_for(Duration::from_secs(1));
+        let still = &w.phones[caller].heard[&call][before..];
+        assert!(peak_power(still, 1500.0) > 1.0e7, "101 still hears 102");
+        w.phones[callee]
+            .events
+            .retain(|(_, e)| !matches!(e, UaEvent::TransferDone { .. }));
+
+        w.command(
+            callee,
+            Command::Transfer {
+                call: callee_call,
+                target: "103".into(),
+            },
+        );
+        w.run_until(Duration::from_secs(10), |w| {
+            transfer_done(w, callee).is_some()
+        });
+        assert_eq!(transfer_done(&w, callee), Some(true));
+        let refer = sent_by(&w, [127, 0, 0, 3], "REFER ");
+        assert_eq!(refer.len(), 2, "two REFERs by 102");
+        let offered = incoming_calls(&w, target);
+        assert_eq!(offered.len(), 1);
+        let (target_call, from, _) = offered[0].clone();
+        assert_eq!(from, "sip:101@lab", "103 is rung as the transferee");
+        let invite = sent_by(&w, LAB_IP, "INVITE sip:103@");
+        assert!(
+            invite
+                .last()
+                .is_some_and(|i| i.contains("Referred-By: <sip:102@lab>")),
+            "{invite:?}"
+        );
+        assert!(w.pbx_events.contains(&PbxEvent::PhoneCallTransferred {
+            by: "102".into(),
+            from: "101".into(),
+            to: "103".into()
+        }));
+        // 102 is let go (by itself, or by the lab after the grace); 101's call goes on.
+        w.run_until(TRANSFEROR_GRACE + Duration::from_secs(3), |w| {
+            w.saw(
+                callee,
+                |e| matches!(e, UaEvent::CallEnded { call: c, .. } if *c == callee_call),
+            )
+        });
+        assert!(!w.saw(caller, |e| matches!(e, UaEvent::CallEnded { .. })));
+
+        let (at_caller, at_target) = (
+            heard_len(&w, caller, call),
+            heard_len(&w, target, target_call),
+        );
+        w.run_for(Duration::from_secs(2));
+        let caller_heard = &w.phones[caller].heard[&call][at_caller + 1600..];
+        let target_heard = &w.phones[target].heard[&target_call][at_target + 1600..];
+        let (voice_103, voice_101) = (
+            peak_power(caller_heard, 2000.0),
+            peak_power(target_heard, 1000.0),
+        );
+        assert!(voice_103 > 1.0e7, "103 at 101: {voice_103:.0}");
+        assert!(voice_101 > 1.0e7, "101 at 103: {voice_101:.0}");
+        assert!(
+            voice_103 > 100.0 * peak_power(caller_heard, 1500.0),
+            "102 is gone"
+        );
+        assert!(w.log.lines().all(|l| !l.contains("TRANSFER")), "{}", w.log);
+
+        // 101 hangs up: the lab ends 103's leg, and every port comes back.
+        w.command(caller, Command::Hangup { call });
+        w.run_until(Duration::from_secs(10), |w| {
+            ended_by_remote(w, target, target_call) && w.pbx.leg_count() == 0
+        });
+        assert_eq!(w.pbx.free_media_ports(), LAB_MEDIA_PORTS.len());
+    }
+
+    /// 102 transfers 101 to 103 and hangs up before 103 answers: 101 hears music meanwhile,
+    /// then talks to 103.
+    #[test]
+    fn a_phone_that_hangs_up_after_its_refer_leaves_the_other_with_music_until_the_target_answers()
+    {
+        let mut w = World::new(Duration::from_secs(60), 0);
+        let caller = w.add_phone("101", 2, |_| {});
+        let callee = w.add_phone("102", 3, |c| {
+            c.auto_answer = Some(Duration::from_millis(500))
+        });
+        let target = w.add_phone("103", 4, |c| c.auto_answer = Some(Duration::from_secs(4)));
+        for (phone, hz) in [(caller, 1000.0), (callee, 1500.0), (target, 2000.0)] {
+            w.register(phone);
+            w.phones[phone].tone_hz = Some(hz);
+        }
+        w.command(
+            caller,
+            Command::Dial {
+                target: "102".into(),
+            },
+        );
+        w.run_until(Duration::from_secs(10), |w| {
+            w.saw(caller, |e| matches!(e, UaEvent::Answered { .. }))
+        });
+        let Some((_, UaEvent::Answered { call, .. })) =
+            w.find(caller, |e| matches!(e, UaEvent::Answered { .. }))
+        else {
+            unreachable!("waited for it");
+        };
+        w.run_for(Duration::from_secs(1));
+        let (callee_call, _, _) = incoming_calls(&w, callee)[0];
+        w.command(
+            callee,
+            Command::Transfer {
+                call: callee_call,
+                target: "103".into(),
+            },
+        );
+        w.run_until(Duration::from_secs(5), |w| {
+            !incoming_calls(w, target).is_empty()
+        });
+        w.command(callee, Command::Hangup { call: callee_call });
+        w.run_for(Duration::from_millis(500));
+        let waiting_from = heard_len(&w, caller, call);
+        w.run_for(Duration::from_secs(2));
+        let waiting = &w.phones[caller].heard[&call][waiting_from..];
+        let music = c_chord_power(waiting);
+        assert!(music > 3.0e6, "music while 103 rings: {music:.0}");
+        assert!(music > 50.0 * peak_power(waiting, 1500.0));
+        w.run_until(Duration::from_secs(5), |w| {
+            w.pbx_events
+                .iter()
+                .any(|e| matches!(e, PbxEvent::PhoneCallTransferred { .. }))
+        });
+        let talking_from = heard_len(&w, caller, call);
+        w.run_for(Duration::from_secs(2));
+        let talk = &w.phones[caller].heard[&call][talking_from + 1600..];
+        let voice = peak_power(talk, 2000.0);
+        assert!(voice > 1.0e7, "103 at 101: {voice:.0}");
+        assert!(voice > 100.0 * c_chord_power(talk), "the music stopped");
+        assert!(!w.saw(caller, |e| matches!(e, UaEvent::CallEnded { .. })));
+    }
+
     #[test]
     fn an_agent_consults_a_colleague_then_completes_an_attended_transfer() {
         let (mut w, agent, colleague) =
@@ -5204,6 +5608,90 @@ mod tests {
         let complete = w.log_lines("COMPLETECALLER");
         assert_eq!(complete.len(), 1, "{}", w.log);
         assert!(complete[0].contains(&format!("|{queue_call}|support|101|COMPLETECALLER|")));
+    }
+
+    /// The agent puts a real caller on hold: the lab answers the agent's re-INVITE with the
+    /// direction RFC 3264 asks for, sends the agent nothing, and the caller hears music on hold
+    /// instead of silence; resumed, both hear each other again.
+    #[test]
+    fn an_agent_holds_a_real_caller_who_hears_music_then_resumes() {
+        let (mut w, agent) = logged_in_agent(Duration::from_secs(3600), |_| {});
+        w.phones[agent].tone_hz = Some(AGENT_HZ);
+        let caller = queue_caller(&mut w);
+        let (call, _) = caller_dials(&mut w, caller, "600");
+        w.run_until(Duration::from_secs(5), |w| w.incoming(agent).is_some());
+        let (agent_call, _, _) = w.incoming(agent).expect("rung");
+        w.command(agent, Command::Answer { call: agent_call });
+        w.run_for(Duration::from_secs(2));
+        let talking = heard_len(&w, caller, call);
+        let agent_heard = heard_len(&w, agent, agent_call);
+
+        w.command(agent, Command::Hold { call: agent_call });
+        w.run_until(Duration::from_secs(5), |w| {
+            w.saw(
+                agent,
+                |e| matches!(e, UaEvent::Held { call } if *call == agent_call),
+            )
+        });
+        let offer = sent_by(&w, [127, 0, 0, 2], "INVITE sip:")
+            .last()
+            .map(|invite| body(invite).to_owned())
+            .unwrap_or_default();
+        let held_direction = if offer.contains("a=inactive") {
+            "a=inactive"
+        } else {
+            assert!(offer.contains("a=sendonly"), "the hold offer: {offer}");
+            "a=recvonly"
+        };
+        let answer = sent_by(&w, LAB_IP, "SIP/2.0 200 OK")
+            .into_iter()
+            .rfind(|ok| ok.contains("CSeq: ") && ok.contains(" INVITE\r\n"))
+            .unwrap_or_default();
+        assert!(
+            body(&answer).contains(held_direction),
+            "answer to {offer}: {answer}"
+        );
+        let held_at = heard_len(&w, caller, call);
+        let agent_held_at = heard_len(&w, agent, agent_call);
+        w.run_for(Duration::from_secs(3));
+        let on_hold = &w.phones[caller].heard[&call][held_at + 1600..];
+        assert!(on_hold.len() >= 8000 * 2, "{} samples", on_hold.len());
+        let music = c_chord_power(on_hold);
+        assert!(music > 3.0e6, "music on hold at the caller: {music:.0}");
+        assert!(
+            music > 50.0 * peak_power(on_hold, AGENT_HZ),
+            "not the agent"
+        );
+        // The held agent gets no RTP (its phone would play silence or its own tone).
+        let at_held_agent = &w.phones[agent].heard[&agent_call][agent_held_at + 1600..];
+        assert!(
+            peak_power(at_held_agent, CALLER_HZ) < 1.0e5,
+            "the lab stopped sending to the holder"
+        );
+
+        w.command(agent, Command::Resume { call: agent_call });
+        w.run_until(Duration::from_secs(5), |w| {
+            w.saw(
+                agent,
+                |e| matches!(e, UaEvent::Resumed { call } if *call == agent_call),
+            )
+        });
+        let resumed_at = heard_len(&w, caller, call);
+        let agent_resumed_at = heard_len(&w, agent, agent_call);
+        w.run_for(Duration::from_secs(2));
+        let talk = &w.phones[caller].heard[&call][resumed_at + 1600..];
+        let agent_voice = peak_power(talk, AGENT_HZ);
+        assert!(agent_voice > 1.0e7, "the agent again: {agent_voice:.0}");
+        assert!(
+            agent_voice > 100.0 * c_chord_power(talk),
+            "the music stopped"
+        );
+        let at_agent = &w.phones[agent].heard[&agent_call][agent_resumed_at + 1600..];
+        let caller_voice = peak_power(at_agent, CALLER_HZ);
+        assert!(caller_voice > 1.0e7, "the caller again: {caller_voice:.0}");
+        assert!(talking > 0 && agent_heard > 0);
+        assert_eq!(w.log_lines("CONNECT").len(), 1, "{}", w.log);
+        assert!(w.log_lines("COMPLETEAGENT").is_empty(), "{}", w.log);
     }
 
     #[test]

@@ -953,6 +953,12 @@ fn describe(event: &PbxEvent) -> Option<String> {
         } => Some(format!(
             "SIP: {agent} could not transfer {call_id} to {target}: {status}"
         )),
+        PbxEvent::PhoneCallTransferred { by, from, to } => Some(format!(
+            "SIP: {by} transferred {from} to {to}; {from} is talking to {to}"
+        )),
+        PbxEvent::PhoneTransferFailed { by, target, status } => Some(format!(
+            "SIP: {by} could not transfer its call to {target}: {status}"
+        )),
         PbxEvent::AgentRinging { .. }
         | PbxEvent::AgentAnswered { .. }
         | PbxEvent::AgentRejected { .. }

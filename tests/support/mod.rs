@@ -9,6 +9,8 @@
 //! one test binary take turns (a workspace holds a process-wide lock while it lives).
 #![allow(dead_code)]
 
+pub mod lab;
+
 use std::collections::VecDeque;
 use std::ffi::{OsStr, OsString};
 use std::fs::{self, File};
@@ -439,6 +441,18 @@ impl PeerWorkspace {
             log: self.dir.join(format!("baresip-{name}.log")),
             rec_dir: self.dir.join(format!("baresip-{name}")).join("rec"),
         })
+    }
+
+    /// Captures loopback traffic matching the BPF `filter` with dumpcap into
+    /// `<workdir>/<name>.pcapng` until `stop(&[name])` (which flushes the file) or the drop.
+    pub fn start_capture(&self, name: &str, filter: &str) -> io::Result<PathBuf> {
+        let args: Vec<OsString> = vec![
+            self.dir.clone().into_os_string(),
+            name.into(),
+            filter.into(),
+        ];
+        self.run_script_ok(name, "start-capture.sh", &args)?;
+        Ok(self.dir.join(format!("{name}.pcapng")))
     }
 
     /// Stops the named peers now (`kamailio`, `sipp-NAME`, `baresip-NAME`).
