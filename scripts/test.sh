@@ -33,7 +33,7 @@ export PATH
 step "SIP peers and build libraries (Debian packages)"
 # The last three are for the build itself (cargo features `opus` and `sound-card`, on by
 # default); without them, build with --no-default-features.
-PEER_PACKAGES=(sip-tester kamailio baresip-core sox iproute2 python3 tmux python3-aiosmtpd openssl libopus-dev libasound2-dev pkg-config)
+PEER_PACKAGES=(sip-tester kamailio baresip-core sox iproute2 python3 tmux python3-aiosmtpd openssl tshark libopus-dev libasound2-dev pkg-config)
 
 install_peers() {
 	local missing=() p

@@ -32,7 +32,7 @@ pub const REQUIRE_PEERS_ENV: &str = "RINGSIDE_REQUIRE_PEERS";
 
 /// The Debian packages the peer tests use (scripts/test.sh installs them).
 pub const PEER_PACKAGES: &str =
-    "sip-tester kamailio baresip-core sox iproute2 python3 tmux python3-aiosmtpd openssl libopus-dev libasound2-dev pkg-config";
+    "sip-tester kamailio baresip-core sox iproute2 python3 tmux python3-aiosmtpd openssl tshark libopus-dev libasound2-dev pkg-config";
 
 /// Debian's python3: `python3` on PATH may be a pyenv shim without Debian's modules.
 pub const DEBIAN_PYTHON: &str = "/usr/bin/python3";
