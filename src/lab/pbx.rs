@@ -3112,6 +3112,7 @@ fn media_params(negotiated: &Negotiated) -> MediaParams {
         codec: negotiated.codec.name.clone(),
         payload_type: negotiated.codec.payload_type,
         telephone_event: negotiated.telephone_event,
+        telephone_event_clock: negotiated.telephone_event_clock,
         sending: negotiated.local_direction.sends() && !negotiated.remote_on_hold_sentinel,
         receiving: negotiated.local_direction.receives(),
         ptime_ms: negotiated.ptime,
@@ -3501,8 +3502,10 @@ mod tests {
                             codec: Some(codec),
                             payload_type: Some(payload_type),
                             telephone_event,
+                            telephone_event_clock,
                             sending,
                             receiving,
+                            ptime_ms,
                         } => {
                             phone.media.retain(|m| m.call != *call);
                             let params = MediaParams {
@@ -3510,9 +3513,10 @@ mod tests {
                                 codec: codec.clone(),
                                 payload_type: *payload_type,
                                 telephone_event: *telephone_event,
+                                telephone_event_clock: *telephone_event_clock,
                                 sending: *sending,
                                 receiving: *receiving,
-                                ptime_ms: 20,
+                                ptime_ms: *ptime_ms,
                             };
                             let session = MediaSession::new(params, 5, now, Duration::ZERO)
                                 .expect("media session");

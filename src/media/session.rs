@@ -24,6 +24,9 @@ pub struct MediaParams {
     pub codec: String,
     pub payload_type: u8,
     pub telephone_event: Option<u8>,
+    /// The telephone-event payload's RTP clock from its `a=rtpmap` (48000 beside Opus when the
+    /// peer has it, else usually 8000): event durations count in it (RFC 4733 §2.5.1.2).
+    pub telephone_event_clock: u32,
     pub sending: bool,
     pub receiving: bool,
     pub ptime_ms: u32,
@@ -126,6 +129,8 @@ pub struct MediaSession {
     muted: bool,
     dtmf_queue: VecDeque<char>,
     dtmf_out: Option<DtmfSender>,
+    /// The stream's RTP timestamp at the start of the digit being sent.
+    dtmf_start: u32,
     dtmf_gap: u32,
     dtmf_in: Option<DtmfReceiver>,
     transmits: VecDeque<(Channel, SocketAddr, Vec<u8>)>,
@@ -144,6 +149,14 @@ fn xorshift(state: &mut u64) -> u64 {
     x ^= x << 17;
     *state = x;
     x
+}
+
+/// `units` of a `from` Hz clock in a `to` Hz clock (the same when the clocks agree).
+fn rescale(units: u32, from: u32, to: u32) -> u32 {
+    if from == to || from == 0 {
+        return units;
+    }
+    u32::try_from(u64::from(units) * u64::from(to) / u64::from(from)).unwrap_or(u32::MAX)
 }
 
 fn rtcp_address(rtp: SocketAddr) -> SocketAddr {
@@ -175,6 +188,8 @@ impl MediaSession {
         let jitter = framing.jitter_buffer();
         let rtcp = RtcpSession::new(ssrc, format!("ringside-{ssrc:08x}"))
             .map_err(|e| MediaError::Rtcp(e.to_string()))?;
+        let dtmf_out = DtmfSender::new(params.telephone_event_clock, ptime).ok();
+        let dtmf_in = DtmfReceiver::new(params.telephone_event_clock).ok();
         Ok(MediaSession {
             remote: params.remote,
             remote_rtcp: rtcp_address(params.remote),
@@ -195,9 +210,10 @@ impl MediaSession {
             latched: false,
             muted: false,
             dtmf_queue: VecDeque::new(),
-            dtmf_out: DtmfSender::new(clock_rate, ptime).ok(),
+            dtmf_out,
+            dtmf_start: 0,
             dtmf_gap: 0,
-            dtmf_in: DtmfReceiver::new(clock_rate).ok(),
+            dtmf_in,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             random,
@@ -235,8 +251,6 @@ impl MediaSession {
                 {
                     // Another clock or frame size: old timestamps mean nothing to the new codec.
                     self.jitter = framing.jitter_buffer();
-                    self.dtmf_out = DtmfSender::new(framing.clock_rate, framing.ptime_ms).ok();
-                    self.dtmf_in = DtmfReceiver::new(framing.clock_rate).ok();
                 }
                 self.clock_rate = framing.clock_rate;
                 self.ptime_ms = framing.ptime_ms;
@@ -245,6 +259,10 @@ impl MediaSession {
                 self.encoder = encoder;
                 self.decoder = decoder;
             }
+        }
+        if codec_changed || params.telephone_event_clock != self.params.telephone_event_clock {
+            self.dtmf_out = DtmfSender::new(params.telephone_event_clock, self.ptime_ms).ok();
+            self.dtmf_in = DtmfReceiver::new(params.telephone_event_clock).ok();
         }
         self.params = params;
     }
@@ -421,17 +439,24 @@ impl MediaSession {
                 return None;
             }
             let digit = self.dtmf_queue.pop_front()?;
-            // The whole event carries the timestamp of its first packet (RFC 4733 §2.3.1).
-            if sender.start(digit, DTMF_DIGIT_MS, rtp_now).is_err() {
+            // The sender counts event time from 0 on the event clock; the packets carry the
+            // stream's timestamp of the first one (RFC 4733 §2.3.1), on the audio clock.
+            if sender.start(digit, DTMF_DIGIT_MS, 0).is_err() {
                 return None;
             }
+            self.dtmf_start = rtp_now;
         }
-        let packet = sender.poll(rtp_now)?;
+        let event_now = rescale(
+            rtp_now.wrapping_sub(self.dtmf_start),
+            self.clock_rate,
+            self.params.telephone_event_clock,
+        );
+        let packet = sender.poll(event_now)?;
         if sender.is_idle() {
             self.dtmf_gap = DTMF_GAP_FRAMES;
         }
         let mut header = self.sender.next(pt, self.frame_units, packet.marker);
-        header.timestamp = packet.timestamp;
+        header.timestamp = self.dtmf_start;
         let mut out = Vec::with_capacity(16);
         super::rtp::write_rtp(&header, &packet.payload, &mut out).ok()?;
         Some(out)
@@ -527,10 +552,15 @@ mod tests {
             codec: codec.into(),
             payload_type: pt,
             telephone_event: Some(101),
+            telephone_event_clock: codec_clock(codec),
             sending: true,
             receiving: true,
             ptime_ms: 20,
         }
+    }
+
+    fn codec_clock(codec: &str) -> u32 {
+        codec::by_name(codec).map_or(8000, |(encoder, _)| encoder.clock_rate())
     }
 
     fn sine(rate: u32, freq: f64, start: usize, n: usize) -> Vec<i16> {
