@@ -687,6 +687,127 @@ mod tests {
         assert_eq!(digits, "5#1");
     }
 
+    /// The telephone-event packets `session` sends in `frames` packet times of silence:
+    /// (marker, timestamp, payload) each, and the stream's first timestamp.
+    fn dtmf_packets(
+        session: &mut MediaSession,
+        start: Instant,
+        frames: u64,
+    ) -> Vec<(bool, u32, Vec<u8>)> {
+        let mut speaker = Vec::new();
+        let silence = vec![0; session.frame_samples()];
+        let mut out = Vec::new();
+        for f in 0..frames {
+            session.tick(
+                start + Duration::from_millis(20 * f),
+                &silence,
+                &mut speaker,
+            );
+            while let Some((channel, _, bytes)) = session.poll_transmit() {
+                let Ok(packet) = RtpPacket::parse(&bytes) else {
+                    continue;
+                };
+                if channel == Channel::Rtp && packet.header.payload_type == 101 {
+                    out.push((
+                        packet.header.marker,
+                        packet.header.timestamp,
+                        packet.payload.to_vec(),
+                    ));
+                }
+            }
+        }
+        out
+    }
+
+    #[cfg(feature = "opus")]
+    #[test]
+    fn dtmf_beside_opus_counts_in_the_48_khz_clock() {
+        let start = Instant::now();
+        let mut a =
+            MediaSession::new(params("opus", 111, 5000), 1, start, Duration::ZERO).expect("opus");
+        assert_eq!(a.params.telephone_event_clock, 48_000);
+        assert!(a.send_dtmf("5"));
+        let packets = dtmf_packets(&mut a, start, 20);
+        // 160 ms at 20 ms: durations 960..6720 (7 updates), then 7680 with E, three times.
+        let mut expected: Vec<[u8; 4]> = (1..=7u16)
+            .map(|i| {
+                let [high, low] = (960 * i).to_be_bytes();
+                [5, 10, high, low]
+            })
+            .collect();
+        expected.extend([[5, 0x80 | 10, 0x1e, 0x00]; 3]);
+        let payloads: Vec<Vec<u8>> = packets.iter().map(|(_, _, p)| p.clone()).collect();
+        assert_eq!(
+            payloads,
+            expected.iter().map(|p| p.to_vec()).collect::<Vec<_>>()
+        );
+        let markers: Vec<bool> = packets.iter().map(|(m, _, _)| *m).collect();
+        assert_eq!(
+            markers,
+            [true, false, false, false, false, false, false, false, false, false]
+        );
+        assert!(
+            packets.iter().all(|(_, ts, _)| *ts == packets[0].1),
+            "one event, one timestamp"
+        );
+
+        // Audio goes on on the same 48 kHz timeline: the 21st packet time is 20 × 960 later.
+        let mut speaker = Vec::new();
+        a.tick(start + Duration::from_millis(400), &[0; 960], &mut speaker);
+        let audio = std::iter::from_fn(|| a.poll_transmit())
+            .filter_map(|(c, _, b)| (c == Channel::Rtp).then_some(b))
+            .find_map(|b| RtpPacket::parse(&b).ok().map(|p| p.header.timestamp))
+            .expect("audio after the digit");
+        assert_eq!(audio.wrapping_sub(packets[0].1), 20 * 960);
+    }
+
+    #[cfg(feature = "opus")]
+    #[test]
+    fn an_8_khz_event_clock_beside_opus_scales_durations_not_timestamps() {
+        let start = Instant::now();
+        let mut eight = params("opus", 111, 5000);
+        eight.telephone_event_clock = 8000;
+        let mut a = MediaSession::new(eight, 1, start, Duration::ZERO).expect("opus");
+        assert!(a.send_dtmf("1"));
+        let packets = dtmf_packets(&mut a, start, 20);
+        let durations: Vec<u16> = packets
+            .iter()
+            .map(|(_, _, p)| u16::from_be_bytes([p[2], p[3]]))
+            .collect();
+        assert_eq!(
+            durations,
+            [160, 320, 480, 640, 800, 960, 1120, 1280, 1280, 1280]
+        );
+        assert!(packets.iter().all(|(_, ts, _)| *ts == packets[0].1));
+
+        // A receiver on the same clocks reads the 160 ms back.
+        let mut b = MediaSession::new(
+            MediaParams {
+                telephone_event_clock: 8000,
+                ..params("opus", 111, 4000)
+            },
+            2,
+            start,
+            Duration::ZERO,
+        )
+        .expect("b");
+        let mut rtp = RtpSender::new(7, 0, packets[0].1);
+        for (marker, timestamp, payload) in &packets {
+            let mut header = rtp.next(101, 960, *marker);
+            header.timestamp = *timestamp;
+            let mut bytes = Vec::new();
+            super::super::rtp::write_rtp(&header, payload, &mut bytes).expect("write");
+            b.handle_rtp(start, SocketAddr::from(([127, 0, 0, 1], 4000)), &bytes);
+        }
+        let digits: Vec<(char, u32)> = std::iter::from_fn(|| b.poll_event())
+            .filter_map(|e| match e {
+                MediaEvent::Dtmf { digit, duration_ms } => Some((digit, duration_ms)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(digits, [('1', 160)]);
+    }
+
     #[test]
     fn hold_sends_nothing_and_mute_sends_silence() {
         let (mut a, mut b, start) = pair("PCMU", 0);

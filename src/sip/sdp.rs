@@ -2296,6 +2296,75 @@ a=fmtp:96 0-15\r\na=ptime:30\r\n",
     }
 
     #[test]
+    fn opus_gets_a_telephone_event_at_its_own_clock_in_offers_and_answers() {
+        let local = LocalMedia {
+            codecs: vec![Codec::opus(OPUS_PAYLOAD_TYPE), Codec::g722(), Codec::pcmu()],
+            ..LocalMedia::g711(local_ip(), 4000)
+        };
+        let offer = build_offer(&local, 1, 1);
+        let audio = &offer.media[0];
+        assert_eq!(audio.formats, ["111", "9", "0", "101", "102"]);
+        let events: Vec<String> = audio
+            .rtpmaps()
+            .iter()
+            .filter(|m| m.is_telephone_event())
+            .map(|m| format!("{} {}", m.payload_type, m.clock_rate))
+            .collect();
+        assert_eq!(
+            events,
+            ["101 8000", "102 48000"],
+            "G.722 shares the 8000 Hz one"
+        );
+        assert_eq!(audio.fmtp(102), Some(TELEPHONE_EVENT_FMTP));
+
+        // The peer keeps Opus and the 48 kHz events: that is the clock we use.
+        let answer = parse(
+            "v=0\r\no=- 2 2 IN IP4 192.0.2.9\r\ns=-\r\nc=IN IP4 192.0.2.9\r\nt=0 0\r\n\
+m=audio 7000 RTP/AVP 111 101 102\r\na=rtpmap:111 opus/48000/2\r\n\
+a=rtpmap:101 telephone-event/8000\r\na=rtpmap:102 telephone-event/48000\r\n",
+        );
+        let negotiated = accept_answer(&offer, &answer).expect("accepted");
+        assert_eq!(
+            (negotiated.telephone_event, negotiated.telephone_event_clock),
+            (Some(102), 48000)
+        );
+        // A peer with only the 8000 Hz events beside Opus: those, on their clock.
+        let answer = parse(
+            "v=0\r\no=- 2 2 IN IP4 192.0.2.9\r\ns=-\r\nc=IN IP4 192.0.2.9\r\nt=0 0\r\n\
+m=audio 7000 RTP/AVP 111 101\r\na=rtpmap:111 opus/48000/2\r\na=rtpmap:101 telephone-event/8000\r\n",
+        );
+        let negotiated = accept_answer(&offer, &answer).expect("accepted");
+        assert_eq!(
+            (negotiated.telephone_event, negotiated.telephone_event_clock),
+            (Some(101), 8000)
+        );
+
+        // Answering an offer that has both: Opus with its 48 kHz events, on the offer's numbers.
+        let offer = parse(
+            "v=0\r\no=- 3 3 IN IP4 192.0.2.9\r\ns=-\r\nc=IN IP4 192.0.2.9\r\nt=0 0\r\n\
+m=audio 7000 RTP/AVP 107 0 100 110\r\na=rtpmap:107 opus/48000/2\r\n\
+a=rtpmap:100 telephone-event/8000\r\na=rtpmap:110 telephone-event/48000\r\n",
+        );
+        let (answer, negotiated) = build_answer(&offer, &local, 1, 1).expect("negotiates");
+        assert_eq!(
+            (negotiated.telephone_event, negotiated.telephone_event_clock),
+            (Some(110), 48000)
+        );
+        assert_eq!(answer.media[0].formats, ["107", "110"]);
+        // ... and PCMU with the 8 kHz ones.
+        let pcmu_only = LocalMedia {
+            codecs: vec![Codec::pcmu()],
+            ..local
+        };
+        let (_, negotiated) = build_answer(&offer, &pcmu_only, 1, 1).expect("negotiates");
+        assert_eq!(
+            (negotiated.telephone_event, negotiated.telephone_event_clock),
+            (Some(100), 8000)
+        );
+        assert_eq!(build_offer(&pcmu_only, 1, 1).media[0].formats, ["0", "101"]);
+    }
+
+    #[test]
     fn answer_to_baresip_picks_opus_when_we_prefer_it() {
         let offer = parse(BARESIP_OFFER);
         let local = LocalMedia {
