@@ -126,6 +126,7 @@ fn receive_path_latency_from_socket_to_device() {
                     codec: "PCMU".into(),
                     payload_type: 0,
                     telephone_event: None,
+                    telephone_event_clock: 8000,
                     sending: true,
                     receiving: true,
                     ptime_ms: 20,

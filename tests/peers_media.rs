@@ -159,6 +159,11 @@ fn ringside_calls_baresip_audio_and_dtmf_both_ways() {
         rs.send("dial sip:bob@127.0.0.1:5080");
         let answered = rs.expect("answered", QUICK);
         assert_eq!(answered["codec"], codec);
+        let media = rs.expect("media", QUICK);
+        // baresip answers with telephone-event/8000 only, even beside Opus (whose 48000 Hz
+        // events we offer too): the durations then count in 8 kHz units.
+        assert_eq!(media["telephone_event"], 101, "{media}");
+        assert_eq!(media["telephone_event_clock"], 8000, "{media}");
         ctl.wait_event("CALL_ESTABLISHED", QUICK);
         std::thread::sleep(Duration::from_millis(1500));
         // Ours to baresip, as RFC 4733 events.
@@ -172,6 +177,12 @@ fn ringside_calls_baresip_audio_and_dtmf_both_ways() {
         for key in ["4", "7", "*"] {
             let e = rs.expect("dtmf", QUICK);
             assert_eq!(e["digit"], key, "{e}");
+            // baresip counts event durations in the audio clock even when it signalled
+            // telephone-event/8000, so beside Opus (48 kHz) they read 6 times too long here.
+            if codec != "opus" {
+                let ms = e["duration_ms"].as_u64().unwrap_or(0);
+                assert!((40..=400).contains(&ms), "{codec}: {e}");
+            }
         }
         rs.send("stats");
         let stats = rs.expect("calls", QUICK);
@@ -357,4 +368,78 @@ fn ringback_recording_and_busy_tone() {
         "busy tone after a {ended}: {busy_power:.0}"
     );
     rs.quit(QUICK);
+}
+
+/// SIPp answers with `a=ptime:40` and an RTP address the test listens on: ringside must frame
+/// its PCMU in 40 ms packets (320 bytes, timestamps 320 apart, 25 a second), as the SDP asks.
+#[test]
+fn sends_the_packet_time_the_peer_asks_for() {
+    if !require_peers(&["sipp"]) {
+        return;
+    }
+    let ws = PeerWorkspace::new("media_ptime_40");
+    let rtp = std::net::UdpSocket::bind("127.0.0.1:0").expect("RTP listener");
+    rtp.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("read timeout");
+    let rtp_port = rtp.local_addr().expect("RTP address").port();
+    // The stock answering scenario, but quiet, on our port, at 40 ms.
+    let stock = support::peers_dir().join("sipp/uas_answer_rtp.xml");
+    let scenario_text = std::fs::read_to_string(&stock)
+        .unwrap_or_else(|e| panic!("{}: {e}", stock.display()))
+        .replace(
+            "m=audio [media_port] RTP/AVP",
+            &format!("m=audio {rtp_port} RTP/AVP"),
+        )
+        .replace("a=ptime:20", "a=ptime:40")
+        .replace("<exec rtp_stream=\"tone_pcmu.raw,-1,0\"/>", "")
+        .replace("<exec rtp_stream=\"pause\"/>", "");
+    assert!(scenario_text.contains("a=ptime:40") && scenario_text.contains(&rtp_port.to_string()));
+    let scenario = ws.path("uas_answer_ptime40.xml");
+    std::fs::write(&scenario, scenario_text).expect("write scenario");
+    let uas = ws
+        .start_sipp("uas", 5070, &scenario.to_string_lossy(), &["-m", "1"])
+        .expect("sipp");
+    let (mut rs, _heard) = shell(&ws, "PCMU", "");
+    rs.send("dial sip:bob@127.0.0.1:5070");
+    rs.expect("answered", QUICK);
+    let media = rs.expect("media", QUICK);
+    assert_eq!(media["ptime_ms"], 40, "{media}");
+
+    let mut packets: Vec<(std::time::Instant, u32, usize)> = Vec::new();
+    let mut buf = [0u8; 2048];
+    while packets.len() < 30 {
+        let (n, _) = rtp.recv_from(&mut buf).expect("ringside's RTP");
+        let Some(header) = buf.get(..n.min(12)).filter(|h| h.len() == 12) else {
+            continue;
+        };
+        if header[1] & 0x7f != 0 {
+            continue; // RTCP or DTMF
+        }
+        let timestamp = u32::from_be_bytes([header[4], header[5], header[6], header[7]]);
+        packets.push((std::time::Instant::now(), timestamp, n - 12));
+    }
+    rs.send("hangup");
+    rs.expect("call_ended", QUICK);
+    assert_eq!(
+        uas.wait(Duration::from_secs(20)).expect("sipp ends"),
+        0,
+        "{}",
+        uas.report()
+    );
+    rs.quit(QUICK);
+
+    for pair in packets.windows(2) {
+        assert_eq!(pair[1].2, 320, "40 ms of PCMU is 320 bytes");
+        assert_eq!(
+            pair[1].1.wrapping_sub(pair[0].1),
+            320,
+            "timestamps step by 40 ms at 8 kHz"
+        );
+    }
+    let (first, last) = (packets[0].0, packets[packets.len() - 1].0);
+    let spacing = last.duration_since(first) / (packets.len() as u32 - 1);
+    assert!(
+        spacing > Duration::from_millis(32) && spacing < Duration::from_millis(48),
+        "packets {spacing:?} apart"
+    );
 }

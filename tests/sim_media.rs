@@ -25,6 +25,8 @@ fn params(codec: &str, pt: u8, remote_port: u16) -> MediaParams {
         codec: codec.into(),
         payload_type: pt,
         telephone_event: Some(101),
+        telephone_event_clock: ringside::media::codec::by_name(codec)
+            .map_or(8000, |(encoder, _)| encoder.clock_rate()),
         sending: true,
         receiving: true,
         ptime_ms: 20,

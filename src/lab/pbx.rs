@@ -3325,6 +3325,7 @@ fn media_params(negotiated: &Negotiated) -> MediaParams {
         codec: negotiated.codec.name.clone(),
         payload_type: negotiated.codec.payload_type,
         telephone_event: negotiated.telephone_event,
+        telephone_event_clock: negotiated.telephone_event_clock,
         sending: negotiated.local_direction.sends() && !negotiated.remote_on_hold_sentinel,
         receiving: negotiated.local_direction.receives(),
         ptime_ms: negotiated.ptime,
@@ -3714,17 +3715,20 @@ mod tests {
                             codec: Some(codec),
                             payload_type: Some(payload_type),
                             telephone_event,
+                            telephone_event_clock,
                             sending,
                             receiving,
+                            ptime_ms,
                         } => {
                             let params = MediaParams {
                                 remote: *remote,
                                 codec: codec.clone(),
                                 payload_type: *payload_type,
                                 telephone_event: *telephone_event,
+                                telephone_event_clock: *telephone_event_clock,
                                 sending: *sending,
                                 receiving: *receiving,
-                                ptime_ms: 20,
+                                ptime_ms: *ptime_ms,
                             };
                             // A re-INVITE (hold, resume) changes the call's stream, as a
                             // phone does: same source, its sequence going on.

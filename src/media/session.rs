@@ -24,6 +24,9 @@ pub struct MediaParams {
     pub codec: String,
     pub payload_type: u8,
     pub telephone_event: Option<u8>,
+    /// The telephone-event payload's RTP clock from its `a=rtpmap` (48000 beside Opus when the
+    /// peer has it, else usually 8000): event durations count in it (RFC 4733 §2.5.1.2).
+    pub telephone_event_clock: u32,
     pub sending: bool,
     pub receiving: bool,
     pub ptime_ms: u32,
@@ -126,6 +129,8 @@ pub struct MediaSession {
     muted: bool,
     dtmf_queue: VecDeque<char>,
     dtmf_out: Option<DtmfSender>,
+    /// The stream's RTP timestamp at the start of the digit being sent.
+    dtmf_start: u32,
     dtmf_gap: u32,
     dtmf_in: Option<DtmfReceiver>,
     transmits: VecDeque<(Channel, SocketAddr, Vec<u8>)>,
@@ -144,6 +149,14 @@ fn xorshift(state: &mut u64) -> u64 {
     x ^= x << 17;
     *state = x;
     x
+}
+
+/// `units` of a `from` Hz clock in a `to` Hz clock (the same when the clocks agree).
+fn rescale(units: u32, from: u32, to: u32) -> u32 {
+    if from == to || from == 0 {
+        return units;
+    }
+    u32::try_from(u64::from(units) * u64::from(to) / u64::from(from)).unwrap_or(u32::MAX)
 }
 
 fn rtcp_address(rtp: SocketAddr) -> SocketAddr {
@@ -175,6 +188,8 @@ impl MediaSession {
         let jitter = framing.jitter_buffer();
         let rtcp = RtcpSession::new(ssrc, format!("ringside-{ssrc:08x}"))
             .map_err(|e| MediaError::Rtcp(e.to_string()))?;
+        let dtmf_out = DtmfSender::new(params.telephone_event_clock, ptime).ok();
+        let dtmf_in = DtmfReceiver::new(params.telephone_event_clock).ok();
         Ok(MediaSession {
             remote: params.remote,
             remote_rtcp: rtcp_address(params.remote),
@@ -195,9 +210,10 @@ impl MediaSession {
             latched: false,
             muted: false,
             dtmf_queue: VecDeque::new(),
-            dtmf_out: DtmfSender::new(clock_rate, ptime).ok(),
+            dtmf_out,
+            dtmf_start: 0,
             dtmf_gap: 0,
-            dtmf_in: DtmfReceiver::new(clock_rate).ok(),
+            dtmf_in,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             random,
@@ -235,8 +251,6 @@ impl MediaSession {
                 {
                     // Another clock or frame size: old timestamps mean nothing to the new codec.
                     self.jitter = framing.jitter_buffer();
-                    self.dtmf_out = DtmfSender::new(framing.clock_rate, framing.ptime_ms).ok();
-                    self.dtmf_in = DtmfReceiver::new(framing.clock_rate).ok();
                 }
                 self.clock_rate = framing.clock_rate;
                 self.ptime_ms = framing.ptime_ms;
@@ -245,6 +259,10 @@ impl MediaSession {
                 self.encoder = encoder;
                 self.decoder = decoder;
             }
+        }
+        if codec_changed || params.telephone_event_clock != self.params.telephone_event_clock {
+            self.dtmf_out = DtmfSender::new(params.telephone_event_clock, self.ptime_ms).ok();
+            self.dtmf_in = DtmfReceiver::new(params.telephone_event_clock).ok();
         }
         self.params = params;
     }
@@ -421,17 +439,24 @@ impl MediaSession {
                 return None;
             }
             let digit = self.dtmf_queue.pop_front()?;
-            // The whole event carries the timestamp of its first packet (RFC 4733 §2.3.1).
-            if sender.start(digit, DTMF_DIGIT_MS, rtp_now).is_err() {
+            // The sender counts event time from 0 on the event clock; the packets carry the
+            // stream's timestamp of the first one (RFC 4733 §2.3.1), on the audio clock.
+            if sender.start(digit, DTMF_DIGIT_MS, 0).is_err() {
                 return None;
             }
+            self.dtmf_start = rtp_now;
         }
-        let packet = sender.poll(rtp_now)?;
+        let event_now = rescale(
+            rtp_now.wrapping_sub(self.dtmf_start),
+            self.clock_rate,
+            self.params.telephone_event_clock,
+        );
+        let packet = sender.poll(event_now)?;
         if sender.is_idle() {
             self.dtmf_gap = DTMF_GAP_FRAMES;
         }
         let mut header = self.sender.next(pt, self.frame_units, packet.marker);
-        header.timestamp = packet.timestamp;
+        header.timestamp = self.dtmf_start;
         let mut out = Vec::with_capacity(16);
         super::rtp::write_rtp(&header, &packet.payload, &mut out).ok()?;
         Some(out)
@@ -527,10 +552,15 @@ mod tests {
             codec: codec.into(),
             payload_type: pt,
             telephone_event: Some(101),
+            telephone_event_clock: codec_clock(codec),
             sending: true,
             receiving: true,
             ptime_ms: 20,
         }
+    }
+
+    fn codec_clock(codec: &str) -> u32 {
+        codec::by_name(codec).map_or(8000, |(encoder, _)| encoder.clock_rate())
     }
 
     fn sine(rate: u32, freq: f64, start: usize, n: usize) -> Vec<i16> {
@@ -655,6 +685,127 @@ mod tests {
             })
             .collect();
         assert_eq!(digits, "5#1");
+    }
+
+    /// The telephone-event packets `session` sends in `frames` packet times of silence:
+    /// (marker, timestamp, payload) each, and the stream's first timestamp.
+    fn dtmf_packets(
+        session: &mut MediaSession,
+        start: Instant,
+        frames: u64,
+    ) -> Vec<(bool, u32, Vec<u8>)> {
+        let mut speaker = Vec::new();
+        let silence = vec![0; session.frame_samples()];
+        let mut out = Vec::new();
+        for f in 0..frames {
+            session.tick(
+                start + Duration::from_millis(20 * f),
+                &silence,
+                &mut speaker,
+            );
+            while let Some((channel, _, bytes)) = session.poll_transmit() {
+                let Ok(packet) = RtpPacket::parse(&bytes) else {
+                    continue;
+                };
+                if channel == Channel::Rtp && packet.header.payload_type == 101 {
+                    out.push((
+                        packet.header.marker,
+                        packet.header.timestamp,
+                        packet.payload.to_vec(),
+                    ));
+                }
+            }
+        }
+        out
+    }
+
+    #[cfg(feature = "opus")]
+    #[test]
+    fn dtmf_beside_opus_counts_in_the_48_khz_clock() {
+        let start = Instant::now();
+        let mut a =
+            MediaSession::new(params("opus", 111, 5000), 1, start, Duration::ZERO).expect("opus");
+        assert_eq!(a.params.telephone_event_clock, 48_000);
+        assert!(a.send_dtmf("5"));
+        let packets = dtmf_packets(&mut a, start, 20);
+        // 160 ms at 20 ms: durations 960..6720 (7 updates), then 7680 with E, three times.
+        let mut expected: Vec<[u8; 4]> = (1..=7u16)
+            .map(|i| {
+                let [high, low] = (960 * i).to_be_bytes();
+                [5, 10, high, low]
+            })
+            .collect();
+        expected.extend([[5, 0x80 | 10, 0x1e, 0x00]; 3]);
+        let payloads: Vec<Vec<u8>> = packets.iter().map(|(_, _, p)| p.clone()).collect();
+        assert_eq!(
+            payloads,
+            expected.iter().map(|p| p.to_vec()).collect::<Vec<_>>()
+        );
+        let markers: Vec<bool> = packets.iter().map(|(m, _, _)| *m).collect();
+        assert_eq!(
+            markers,
+            [true, false, false, false, false, false, false, false, false, false]
+        );
+        assert!(
+            packets.iter().all(|(_, ts, _)| *ts == packets[0].1),
+            "one event, one timestamp"
+        );
+
+        // Audio goes on on the same 48 kHz timeline: the 21st packet time is 20 × 960 later.
+        let mut speaker = Vec::new();
+        a.tick(start + Duration::from_millis(400), &[0; 960], &mut speaker);
+        let audio = std::iter::from_fn(|| a.poll_transmit())
+            .filter_map(|(c, _, b)| (c == Channel::Rtp).then_some(b))
+            .find_map(|b| RtpPacket::parse(&b).ok().map(|p| p.header.timestamp))
+            .expect("audio after the digit");
+        assert_eq!(audio.wrapping_sub(packets[0].1), 20 * 960);
+    }
+
+    #[cfg(feature = "opus")]
+    #[test]
+    fn an_8_khz_event_clock_beside_opus_scales_durations_not_timestamps() {
+        let start = Instant::now();
+        let mut eight = params("opus", 111, 5000);
+        eight.telephone_event_clock = 8000;
+        let mut a = MediaSession::new(eight, 1, start, Duration::ZERO).expect("opus");
+        assert!(a.send_dtmf("1"));
+        let packets = dtmf_packets(&mut a, start, 20);
+        let durations: Vec<u16> = packets
+            .iter()
+            .map(|(_, _, p)| u16::from_be_bytes([p[2], p[3]]))
+            .collect();
+        assert_eq!(
+            durations,
+            [160, 320, 480, 640, 800, 960, 1120, 1280, 1280, 1280]
+        );
+        assert!(packets.iter().all(|(_, ts, _)| *ts == packets[0].1));
+
+        // A receiver on the same clocks reads the 160 ms back.
+        let mut b = MediaSession::new(
+            MediaParams {
+                telephone_event_clock: 8000,
+                ..params("opus", 111, 4000)
+            },
+            2,
+            start,
+            Duration::ZERO,
+        )
+        .expect("b");
+        let mut rtp = RtpSender::new(7, 0, packets[0].1);
+        for (marker, timestamp, payload) in &packets {
+            let mut header = rtp.next(101, 960, *marker);
+            header.timestamp = *timestamp;
+            let mut bytes = Vec::new();
+            super::super::rtp::write_rtp(&header, payload, &mut bytes).expect("write");
+            b.handle_rtp(start, SocketAddr::from(([127, 0, 0, 1], 4000)), &bytes);
+        }
+        let digits: Vec<(char, u32)> = std::iter::from_fn(|| b.poll_event())
+            .filter_map(|e| match e {
+                MediaEvent::Dtmf { digit, duration_ms } => Some((digit, duration_ms)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(digits, [('1', 160)]);
     }
 
     #[test]

@@ -453,6 +453,7 @@ mod tests {
             codec: codec.into(),
             payload_type: pt,
             telephone_event: None,
+            telephone_event_clock: 8000,
             sending: true,
             receiving: true,
             ptime_ms,

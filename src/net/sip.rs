@@ -265,8 +265,10 @@ impl Driver {
                     codec,
                     payload_type,
                     telephone_event,
+                    telephone_event_clock,
                     sending,
                     receiving,
+                    ptime_ms,
                 } => {
                     if let (Some(remote), Some(codec), Some(pt)) = (remote, codec, payload_type) {
                         let params = MediaParams {
@@ -274,9 +276,10 @@ impl Driver {
                             codec: codec.clone(),
                             payload_type: *pt,
                             telephone_event: *telephone_event,
+                            telephone_event_clock: *telephone_event_clock,
                             sending: *sending,
                             receiving: *receiving,
-                            ptime_ms: 20,
+                            ptime_ms: *ptime_ms,
                         };
                         let local = SocketAddr::new(self.ua.config().media_ip, *local_port);
                         self.media_command(*call, MediaCommand::Media { local, params });

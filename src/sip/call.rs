@@ -285,8 +285,10 @@ impl UserAgent {
                 codec: Some(n.codec.name.clone()),
                 payload_type: Some(n.codec.payload_type),
                 telephone_event: n.telephone_event,
+                telephone_event_clock: n.telephone_event_clock,
                 sending: matches!(n.local_direction, Direction::SendRecv | Direction::SendOnly),
                 receiving: matches!(n.local_direction, Direction::SendRecv | Direction::RecvOnly),
+                ptime_ms: n.ptime,
             },
             None => return,
         };

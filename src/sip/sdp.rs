@@ -191,7 +191,9 @@ pub struct LocalMedia {
     pub port: u16,
     /// In order of preference; the first one the peer also has wins.
     pub codecs: Vec<Codec>,
-    /// Payload type we offer for RFC 4733 DTMF (telephone-event/8000), if any.
+    /// Payload type we offer for RFC 4733 DTMF (telephone-event/8000), if any. Codecs on
+    /// another RTP clock (Opus: 48000) get telephone-event at their clock too, on the next
+    /// free dynamic payload types (RFC 4733 §2.1: events use the audio stream's clock).
     pub telephone_event: Option<u8>,
     pub direction: Direction,
     pub ptime: Option<u32>,
@@ -205,6 +207,8 @@ pub struct Negotiated {
     /// Our codec, with the payload type and `fmtp` the peer's SDP uses for it.
     pub codec: Codec,
     pub telephone_event: Option<u8>,
+    /// The RTP clock of that telephone-event (its `a=rtpmap` rate); 8000 without one.
+    pub telephone_event_clock: u32,
     /// What we may do: `sends()` means we may transmit RTP, `receives()` that we should play it.
     pub local_direction: Direction,
     /// What the peer's SDP said, as written (its point of view).
@@ -969,9 +973,9 @@ fn audio_section(port: u16, proto: &str) -> MediaDescription {
 pub fn build_offer(local: &LocalMedia, session_id: u64, version: u64) -> SessionDescription {
     let mut sdp = session_skeleton(local.address, session_id, version);
     let mut audio = audio_section(local.port, "RTP/AVP");
-    let telephone_event = local.telephone_event.map(Codec::telephone_event);
+    let telephone_events = offered_telephone_events(local);
     let mut offered: Vec<&Codec> = Vec::new();
-    for codec in local.codecs.iter().chain(telephone_event.as_ref()) {
+    for codec in local.codecs.iter().chain(telephone_events.iter()) {
         if offered
             .iter()
             .any(|known| known.payload_type == codec.payload_type)
@@ -1004,6 +1008,39 @@ pub fn build_offer(local: &LocalMedia, session_id: u64, version: u64) -> Session
         .push(Attribute::flag(local.direction.as_str()));
     sdp.media.push(audio);
     sdp
+}
+
+/// Our telephone-event formats: the configured payload type at 8000 Hz, then one per other
+/// RTP clock among our codecs (48000 for Opus), each on the lowest dynamic payload type from
+/// the configured one upwards that no codec uses. G.722's RTP clock is 8000 (RFC 3551 §4.5.2),
+/// so it shares the 8000 Hz one.
+fn offered_telephone_events(local: &LocalMedia) -> Vec<Codec> {
+    let Some(base) = local.telephone_event else {
+        return Vec::new();
+    };
+    let mut events = vec![Codec::telephone_event(base)];
+    let mut clocks: Vec<u32> = Vec::new();
+    for codec in local.codecs.iter().filter(|c| !c.is_telephone_event()) {
+        if codec.clock_rate != 8000 && !clocks.contains(&codec.clock_rate) {
+            clocks.push(codec.clock_rate);
+        }
+    }
+    let taken = |payload_type: u8, events: &[Codec]| {
+        local.codecs.iter().any(|c| c.payload_type == payload_type)
+            || events.iter().any(|e| e.payload_type == payload_type)
+    };
+    for clock_rate in clocks {
+        let free = (base.max(96)..=127)
+            .chain(96..base.max(96))
+            .find(|&pt| !taken(pt, &events));
+        if let Some(payload_type) = free {
+            events.push(Codec {
+                clock_rate,
+                ..Codec::telephone_event(payload_type)
+            });
+        }
+    }
+    events
 }
 
 /// The remote end of a stream: its IP and whether it is the "send nothing" address.
@@ -1148,6 +1185,7 @@ pub fn build_answer(
             fmtp: offered.fmtp(offered_map.payload_type).map(str::to_owned),
         },
         telephone_event: telephone_event.map(|event| event.payload_type),
+        telephone_event_clock: telephone_event.map_or(8000, |event| event.clock_rate),
         local_direction,
         remote_direction,
         remote_on_hold_sentinel: hold_sentinel,
@@ -1211,15 +1249,19 @@ pub fn accept_answer(
                 offered: theirs.describe_formats(),
             })?,
     };
-    let telephone_event = their_maps
+    let agreed_events: Vec<RtpMap> = their_maps
         .iter()
         .filter(|rtpmap| rtpmap.is_telephone_event())
-        .find(|event| {
+        .filter(|event| {
             our_maps
                 .iter()
                 .any(|ours| ours.is_telephone_event() && ours.payload_type == event.payload_type)
         })
-        .map(|event| event.payload_type);
+        .cloned()
+        .collect();
+    let telephone_event = pick_telephone_event(&agreed_events, our_map.clock_rate)
+        .or_else(|| agreed_events.first())
+        .map(|event| (event.payload_type, event.clock_rate));
 
     let (remote_address, hold_sentinel) = remote_endpoint(theirs, answer)?;
     let remote_direction = theirs.direction(answer);
@@ -1237,7 +1279,8 @@ pub fn accept_answer(
             payload_type,
             fmtp: theirs.fmtp(payload_type).map(str::to_owned),
         },
-        telephone_event,
+        telephone_event: telephone_event.map(|(payload_type, _)| payload_type),
+        telephone_event_clock: telephone_event.map_or(8000, |(_, clock_rate)| clock_rate),
         local_direction,
         remote_direction,
         remote_on_hold_sentinel: hold_sentinel,
@@ -2217,6 +2260,7 @@ a=sendrecv\r\n"
                 remote_port: 17222,
                 codec: Codec::pcma(),
                 telephone_event: Some(101),
+                telephone_event_clock: 8000,
                 local_direction: Direction::SendRecv,
                 remote_direction: Direction::SendRecv,
                 remote_on_hold_sentinel: false,
@@ -2249,6 +2293,75 @@ a=fmtp:96 0-15\r\na=ptime:30\r\n",
         assert_eq!(negotiated.codec.name, "PCMU");
         assert_eq!(negotiated.telephone_event, Some(96));
         assert_eq!(negotiated.ptime, 30);
+    }
+
+    #[test]
+    fn opus_gets_a_telephone_event_at_its_own_clock_in_offers_and_answers() {
+        let local = LocalMedia {
+            codecs: vec![Codec::opus(OPUS_PAYLOAD_TYPE), Codec::g722(), Codec::pcmu()],
+            ..LocalMedia::g711(local_ip(), 4000)
+        };
+        let offer = build_offer(&local, 1, 1);
+        let audio = &offer.media[0];
+        assert_eq!(audio.formats, ["111", "9", "0", "101", "102"]);
+        let events: Vec<String> = audio
+            .rtpmaps()
+            .iter()
+            .filter(|m| m.is_telephone_event())
+            .map(|m| format!("{} {}", m.payload_type, m.clock_rate))
+            .collect();
+        assert_eq!(
+            events,
+            ["101 8000", "102 48000"],
+            "G.722 shares the 8000 Hz one"
+        );
+        assert_eq!(audio.fmtp(102), Some(TELEPHONE_EVENT_FMTP));
+
+        // The peer keeps Opus and the 48 kHz events: that is the clock we use.
+        let answer = parse(
+            "v=0\r\no=- 2 2 IN IP4 192.0.2.9\r\ns=-\r\nc=IN IP4 192.0.2.9\r\nt=0 0\r\n\
+m=audio 7000 RTP/AVP 111 101 102\r\na=rtpmap:111 opus/48000/2\r\n\
+a=rtpmap:101 telephone-event/8000\r\na=rtpmap:102 telephone-event/48000\r\n",
+        );
+        let negotiated = accept_answer(&offer, &answer).expect("accepted");
+        assert_eq!(
+            (negotiated.telephone_event, negotiated.telephone_event_clock),
+            (Some(102), 48000)
+        );
+        // A peer with only the 8000 Hz events beside Opus: those, on their clock.
+        let answer = parse(
+            "v=0\r\no=- 2 2 IN IP4 192.0.2.9\r\ns=-\r\nc=IN IP4 192.0.2.9\r\nt=0 0\r\n\
+m=audio 7000 RTP/AVP 111 101\r\na=rtpmap:111 opus/48000/2\r\na=rtpmap:101 telephone-event/8000\r\n",
+        );
+        let negotiated = accept_answer(&offer, &answer).expect("accepted");
+        assert_eq!(
+            (negotiated.telephone_event, negotiated.telephone_event_clock),
+            (Some(101), 8000)
+        );
+
+        // Answering an offer that has both: Opus with its 48 kHz events, on the offer's numbers.
+        let offer = parse(
+            "v=0\r\no=- 3 3 IN IP4 192.0.2.9\r\ns=-\r\nc=IN IP4 192.0.2.9\r\nt=0 0\r\n\
+m=audio 7000 RTP/AVP 107 0 100 110\r\na=rtpmap:107 opus/48000/2\r\n\
+a=rtpmap:100 telephone-event/8000\r\na=rtpmap:110 telephone-event/48000\r\n",
+        );
+        let (answer, negotiated) = build_answer(&offer, &local, 1, 1).expect("negotiates");
+        assert_eq!(
+            (negotiated.telephone_event, negotiated.telephone_event_clock),
+            (Some(110), 48000)
+        );
+        assert_eq!(answer.media[0].formats, ["107", "110"]);
+        // ... and PCMU with the 8 kHz ones.
+        let pcmu_only = LocalMedia {
+            codecs: vec![Codec::pcmu()],
+            ..local
+        };
+        let (_, negotiated) = build_answer(&offer, &pcmu_only, 1, 1).expect("negotiates");
+        assert_eq!(
+            (negotiated.telephone_event, negotiated.telephone_event_clock),
+            (Some(100), 8000)
+        );
+        assert_eq!(build_offer(&pcmu_only, 1, 1).media[0].formats, ["0", "101"]);
     }
 
     #[test]
@@ -2449,6 +2562,7 @@ m=audio 30000 RTP/AVP 8 0 101\r\na=rtpmap:101 telephone-event/8000\r\na=ptime:40
                 remote_port: 30000,
                 codec: Codec::pcma(),
                 telephone_event: Some(101),
+                telephone_event_clock: 8000,
                 local_direction: Direction::SendRecv,
                 remote_direction: Direction::SendRecv,
                 remote_on_hold_sentinel: false,

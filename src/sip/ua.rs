@@ -279,8 +279,13 @@ pub enum UaEvent {
         codec: Option<String>,
         payload_type: Option<u8>,
         telephone_event: Option<u8>,
+        /// The RTP clock of the telephone-event payload type (the codec's clock when the peer
+        /// offered it: 48000 beside Opus), 8000 when there is none.
+        telephone_event_clock: u32,
         sending: bool,
         receiving: bool,
+        /// The packet time the peer asked for (`a=ptime`, 20 ms when absent).
+        ptime_ms: u32,
     },
     /// DTMF to send as RFC 4733 events by the media layer (the peer negotiated telephone-event).
     SendDtmfRtp {
