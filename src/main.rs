@@ -294,6 +294,8 @@ fn run() -> anyhow::Result<i32> {
             .location()
             .map(|l| format!("{}:{}", l.file(), l.line()))
             .unwrap_or_default();
+        // The dashboard sends stderr to the log; this line is for the person at the terminal.
+        ringside::cli::stderr::restore_for_crash();
         eprintln!("ringside crashed at {location}. This is a bug; please report it with the log.");
         tracing::error!(%location, "panic");
     }));

@@ -7,6 +7,22 @@ use std::fs::File;
 use std::io;
 use std::path::Path;
 
+/// The terminal's stderr while it is redirected, for the crash message (see
+/// [`restore_for_crash`]).
+#[cfg(unix)]
+static TERMINAL_STDERR: std::sync::Mutex<Option<rustix::fd::OwnedFd>> = std::sync::Mutex::new(None);
+
+/// Points fd 2 back at the terminal, so a panic's "ringside crashed" reaches the user rather
+/// than the log. For the panic hook: it never blocks.
+pub fn restore_for_crash() {
+    #[cfg(unix)]
+    if let Ok(guard) = TERMINAL_STDERR.try_lock() {
+        if let Some(fd) = guard.as_ref() {
+            let _ = rustix::stdio::dup2_stderr(fd);
+        }
+    }
+}
+
 /// Redirects fd 2 to a file until dropped.
 pub struct StderrToLog {
     #[cfg(unix)]
@@ -20,6 +36,9 @@ impl StderrToLog {
         use std::os::fd::AsFd;
         let file = File::options().create(true).append(true).open(log)?;
         let saved = rustix::io::dup(io::stderr().as_fd())?;
+        if let Ok(mut slot) = TERMINAL_STDERR.lock() {
+            *slot = rustix::io::dup(&saved).ok();
+        }
         rustix::stdio::dup2_stderr(file.as_fd())?;
         Ok(StderrToLog { saved })
     }
@@ -35,8 +54,13 @@ impl StderrToLog {
 impl Drop for StderrToLog {
     fn drop(&mut self) {
         #[cfg(unix)]
-        if let Err(error) = rustix::stdio::dup2_stderr(&self.saved) {
-            tracing::warn!(%error, "cannot give stderr back to the terminal");
+        {
+            if let Err(error) = rustix::stdio::dup2_stderr(&self.saved) {
+                tracing::warn!(%error, "cannot give stderr back to the terminal");
+            }
+            if let Ok(mut slot) = TERMINAL_STDERR.lock() {
+                *slot = None;
+            }
         }
     }
 }

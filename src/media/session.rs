@@ -689,6 +689,7 @@ mod tests {
 
     /// The telephone-event packets `session` sends in `frames` packet times of silence:
     /// (marker, timestamp, payload) each, and the stream's first timestamp.
+    #[cfg(feature = "opus")]
     fn dtmf_packets(
         session: &mut MediaSession,
         start: Instant,
