@@ -152,13 +152,6 @@ fn xorshift(state: &mut u64) -> u64 {
 }
 
 /// `units` of a `from` Hz clock in a `to` Hz clock (the same when the clocks agree).
-fn rescale(units: u32, from: u32, to: u32) -> u32 {
-    if from == to || from == 0 {
-        return units;
-    }
-    u32::try_from(u64::from(units) * u64::from(to) / u64::from(from)).unwrap_or(u32::MAX)
-}
-
 fn rtcp_address(rtp: SocketAddr) -> SocketAddr {
     SocketAddr::new(rtp.ip(), rtp.port().saturating_add(1))
 }
@@ -188,8 +181,12 @@ impl MediaSession {
         let jitter = framing.jitter_buffer();
         let rtcp = RtcpSession::new(ssrc, format!("ringside-{ssrc:08x}"))
             .map_err(|e| MediaError::Rtcp(e.to_string()))?;
-        let dtmf_out = DtmfSender::new(params.telephone_event_clock, ptime).ok();
-        let dtmf_in = DtmfReceiver::new(params.telephone_event_clock).ok();
+        // Event durations count on the stream's clock whatever clock the telephone-event
+        // rtpmap names: what baresip (and WebRTC stacks) do, and the safe side with a peer that
+        // answers telephone-event/8000 beside Opus — a digit may then read longer, never 6× too
+        // short to be heard.
+        let dtmf_out = DtmfSender::new(clock_rate, ptime).ok();
+        let dtmf_in = DtmfReceiver::new(clock_rate).ok();
         Ok(MediaSession {
             remote: params.remote,
             remote_rtcp: rtcp_address(params.remote),
@@ -260,9 +257,9 @@ impl MediaSession {
                 self.decoder = decoder;
             }
         }
-        if codec_changed || params.telephone_event_clock != self.params.telephone_event_clock {
-            self.dtmf_out = DtmfSender::new(params.telephone_event_clock, self.ptime_ms).ok();
-            self.dtmf_in = DtmfReceiver::new(params.telephone_event_clock).ok();
+        if codec_changed {
+            self.dtmf_out = DtmfSender::new(self.clock_rate, self.ptime_ms).ok();
+            self.dtmf_in = DtmfReceiver::new(self.clock_rate).ok();
         }
         self.params = params;
     }
@@ -439,18 +436,14 @@ impl MediaSession {
                 return None;
             }
             let digit = self.dtmf_queue.pop_front()?;
-            // The sender counts event time from 0 on the event clock; the packets carry the
-            // stream's timestamp of the first one (RFC 4733 §2.3.1), on the audio clock.
+            // The sender counts event time from 0; the packets carry the stream's timestamp of
+            // the first one (RFC 4733 §2.3.1).
             if sender.start(digit, DTMF_DIGIT_MS, 0).is_err() {
                 return None;
             }
             self.dtmf_start = rtp_now;
         }
-        let event_now = rescale(
-            rtp_now.wrapping_sub(self.dtmf_start),
-            self.clock_rate,
-            self.params.telephone_event_clock,
-        );
+        let event_now = rtp_now.wrapping_sub(self.dtmf_start);
         let packet = sender.poll(event_now)?;
         if sender.is_idle() {
             self.dtmf_gap = DTMF_GAP_FRAMES;
@@ -764,7 +757,7 @@ mod tests {
 
     #[cfg(feature = "opus")]
     #[test]
-    fn an_8_khz_event_clock_beside_opus_scales_durations_not_timestamps() {
+    fn an_8_khz_event_clock_beside_opus_still_counts_on_the_stream_clock() {
         let start = Instant::now();
         let mut eight = params("opus", 111, 5000);
         eight.telephone_event_clock = 8000;
@@ -775,9 +768,11 @@ mod tests {
             .iter()
             .map(|(_, _, p)| u16::from_be_bytes([p[2], p[3]]))
             .collect();
+        // As baresip counts them: a peer reading them on 8 kHz hears a long digit, not a
+        // 27 ms blip.
         assert_eq!(
             durations,
-            [160, 320, 480, 640, 800, 960, 1120, 1280, 1280, 1280]
+            [960, 1920, 2880, 3840, 4800, 5760, 6720, 7680, 7680, 7680]
         );
         assert!(packets.iter().all(|(_, ts, _)| *ts == packets[0].1));
 
