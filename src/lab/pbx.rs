@@ -1447,19 +1447,14 @@ impl LabPbx {
             self.respond(now, tx, request.response(481));
             return;
         };
+        if !self.accept_in_dialog(now, tx, id, request) {
+            return;
+        }
         let contact = self.contact_value();
         let media_ip = self.config.media_ip;
         let Some(leg) = self.legs.get_mut(&id) else {
             return;
         };
-        let in_order = leg
-            .dialog
-            .as_mut()
-            .is_some_and(|dialog| dialog.accept_remote_cseq(request).is_ok());
-        if !in_order {
-            self.respond(now, tx, request.response(500));
-            return;
-        }
         if leg.state != LegState::Confirmed {
             self.respond(now, tx, request.response(491));
             return;
@@ -2349,18 +2344,13 @@ impl LabPbx {
             self.respond(now, tx, response);
             return;
         };
+        if !self.accept_in_dialog(now, tx, id, request) {
+            return;
+        }
         let contact = self.contact_value();
         let Some(leg) = self.legs.get_mut(&id) else {
             return;
         };
-        let in_order = leg
-            .dialog
-            .as_mut()
-            .is_some_and(|dialog| dialog.accept_remote_cseq(request).is_ok());
-        if !in_order {
-            self.respond(now, tx, request.response(500));
-            return;
-        }
         let connected = leg.state == LegState::Confirmed;
         let queue_call = match &leg.kind {
             LegKind::Agent { call_id, agent, .. } if connected => {
@@ -3212,6 +3202,20 @@ impl LabPbx {
             }
         }
         Some(leg)
+    }
+
+    /// RFC 3261 §12.2.2: an in-dialog request whose CSeq is not above the last one gets 500.
+    /// True when the request may go on.
+    fn accept_in_dialog(&mut self, now: Instant, tx: TxId, id: LegId, request: &Request) -> bool {
+        let in_order = self
+            .legs
+            .get_mut(&id)
+            .and_then(|leg| leg.dialog.as_mut())
+            .is_some_and(|dialog| dialog.accept_remote_cseq(request).is_ok());
+        if !in_order {
+            self.respond(now, tx, request.response(500));
+        }
+        in_order
     }
 
     fn leg_for_request(&self, request: &Request) -> Option<LegId> {
