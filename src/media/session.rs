@@ -233,7 +233,8 @@ impl MediaSession {
         Duration::from_millis(u64::from(self.ptime_ms))
     }
 
-    /// A re-INVITE changed direction or address (hold, resume, a new media server).
+    /// A re-INVITE changed direction, address (hold, resume, a new media server), codec or
+    /// packet time.
     pub fn update(&mut self, params: MediaParams) {
         if params.remote != self.params.remote {
             self.remote = params.remote;
@@ -257,7 +258,18 @@ impl MediaSession {
                 self.decoder = decoder;
             }
         }
-        if codec_changed {
+        let ptime_changed = !codec_changed && params.ptime_ms != self.params.ptime_ms;
+        if ptime_changed {
+            let framing = Framing::new(self.encoder.as_ref(), params.ptime_ms);
+            if framing.frame_units != self.frame_units {
+                // The buffer counts in packets of the old size.
+                self.jitter = framing.jitter_buffer();
+            }
+            self.ptime_ms = framing.ptime_ms;
+            self.frame_samples = framing.frame_samples;
+            self.frame_units = framing.frame_units;
+        }
+        if codec_changed || ptime_changed {
             self.dtmf_out = DtmfSender::new(self.clock_rate, self.ptime_ms).ok();
             self.dtmf_in = DtmfReceiver::new(self.clock_rate).ok();
         }
@@ -646,6 +658,39 @@ mod tests {
         pcmu.ptime_ms = 30;
         let session = MediaSession::new(pcmu, 3, start, Duration::ZERO).expect("PCMU 30 ms");
         assert_eq!(session.frame_samples(), 240);
+    }
+
+    #[test]
+    fn a_reinvite_that_changes_only_the_ptime_reframes_the_stream() {
+        let (mut a, _, start) = pair("PCMU", 0);
+        assert_eq!(a.frame_samples(), 160);
+        let mut forty = params("PCMU", 0, 5000);
+        forty.ptime_ms = 40;
+        a.update(forty);
+        assert_eq!(a.frame_samples(), 320);
+        assert_eq!(a.packet_time(), Duration::from_millis(40));
+        let mut speaker = Vec::new();
+        a.tick(start, &vec![0; 320], &mut speaker);
+        assert_eq!(speaker.len(), 320);
+        let first = std::iter::from_fn(|| a.poll_transmit())
+            .find(|(c, _, _)| *c == Channel::Rtp)
+            .and_then(|(_, _, b)| {
+                RtpPacket::parse(&b)
+                    .ok()
+                    .map(|p| (p.payload.len(), p.header.timestamp))
+            })
+            .expect("an RTP packet");
+        a.tick(
+            start + Duration::from_millis(40),
+            &vec![0; 320],
+            &mut speaker,
+        );
+        let second = std::iter::from_fn(|| a.poll_transmit())
+            .find(|(c, _, _)| *c == Channel::Rtp)
+            .and_then(|(_, _, b)| RtpPacket::parse(&b).ok().map(|p| p.header.timestamp))
+            .expect("a second RTP packet");
+        assert_eq!(first.0, 320, "40 ms of PCMU");
+        assert_eq!(second.wrapping_sub(first.1), 320);
     }
 
     #[cfg(feature = "opus")]
