@@ -272,14 +272,22 @@ fn an_agent_answers_holds_resumes_transfers_and_hangs_up_queue_calls_with_keys_a
     tmux.wait_for("the call resumed", Duration::from_secs(10), |s| {
         call_line(s).is_some_and(|l| l.contains("active"))
     });
-    // m mutes: the marker shows on the call line.
+    // m mutes: the marker shows on the call line. Ctrl-R records it.
     tmux.keys(&["m"]);
     tmux.wait_for("the mute marker", Duration::from_secs(5), |s| {
         call_line(s).is_some_and(|l| l.contains(" M "))
     });
+    tmux.keys(&["C-r"]);
+    tmux.wait_for("the record marker", Duration::from_secs(5), |s| {
+        call_line(s).is_some_and(|l| l.contains(" M R "))
+    });
     tmux.keys(&["x"]);
+    // Gone from the calls pane, and in Recent as answered (the notice line may say "ended"
+    // or, just after, where the recording was saved).
     tmux.wait_for("the call gone", Duration::from_secs(10), |s| {
-        s.contains("No calls.") && s.contains("ended")
+        s.contains("No calls.")
+            && s.lines()
+                .any(|l| l.contains("← +32") && l.contains("answered"))
     });
     // The event stream saw the call: connected, then the agent hanging up.
     tmux.wait_for("the report events", Duration::from_secs(10), |s| {
@@ -348,6 +356,13 @@ fn an_agent_answers_holds_resumes_transfers_and_hangs_up_queue_calls_with_keys_a
         calls.iter().all(|c| !c.remote_number.starts_with('*')),
         "queue codes are not calls: {calls:?}"
     );
+    // The recorded call keeps its recording's path, and the file is there.
+    let recorded: Vec<_> = calls
+        .iter()
+        .filter_map(|c| c.recording_path.as_deref())
+        .collect();
+    assert_eq!(recorded.len(), 1, "{calls:#?}");
+    assert!(Path::new(recorded[0]).is_file(), "{}", recorded[0]);
     // Nothing was left open: quitting hung up and closed every row.
     assert_eq!(store.close_interrupted(0).expect("close"), 0, "{calls:?}");
 }

@@ -344,6 +344,8 @@ impl Shell {
             }
             DriverOutput::CommandFailed(error) => self.say("error", &error.to_string()),
             DriverOutput::Warning(message) => self.say("warning", &message),
+            // The notice that follows says where.
+            DriverOutput::Recording { .. } => {}
             DriverOutput::Snapshot {
                 calls,
                 registered,

@@ -624,6 +624,12 @@ impl Drive {
                 media,
             }],
             DriverOutput::Warning(message) => vec![Input::CommandFailed(message)],
+            DriverOutput::Recording { call, path } => {
+                if let Some((_, desk)) = &mut self.store {
+                    desk.log_mut().recording(call, path.display().to_string());
+                }
+                Vec::new()
+            }
             DriverOutput::Stopped => vec![Input::CommandFailed(
                 "the SIP driver has stopped: restart ringside".to_owned(),
             )],

@@ -56,6 +56,11 @@ pub enum DriverOutput {
     },
     /// Media sockets or the SIP socket failed in a way the user should know about.
     Warning(String),
+    /// A call's recording started, into this file (the history keeps the path).
+    Recording {
+        call: CallId,
+        path: PathBuf,
+    },
     Stopped,
 }
 
@@ -470,6 +475,10 @@ impl Driver {
                 let message = match &path {
                     Some(p) if !self.recordings.contains_key(&call) => {
                         self.recordings.insert(call, p.clone());
+                        let _ = self.outputs.send(DriverOutput::Recording {
+                            call,
+                            path: p.clone(),
+                        });
                         format!("call {call}: recording to {}", p.display())
                     }
                     Some(p) => {

@@ -17,6 +17,8 @@ struct OpenCall {
     direction: CallDirection,
     answered: Option<i64>,
     transferred: bool,
+    /// Where its recording went, once one started.
+    recording: Option<String>,
 }
 
 /// Follows calls for the history. Calls to skip (queue login codes) are named with
@@ -74,6 +76,13 @@ impl CallLog {
         self.activity_calls.push((target.into(), activity));
     }
 
+    /// The call's recording goes to `path` (kept in its history row when it ends).
+    pub fn recording(&mut self, call: CallId, path: impl Into<String>) {
+        if let Some(open) = self.open.get_mut(&call) {
+            open.recording = Some(path.into());
+        }
+    }
+
     /// Applies one event that happened at `now` (epoch seconds).
     pub fn handle(&mut self, store: &mut Store, event: &UaEvent, now: i64) -> Result<()> {
         match event {
@@ -126,7 +135,7 @@ impl CallLog {
                             outcome,
                             answered: open.answered,
                             ended: now,
-                            recording_path: None,
+                            recording_path: open.recording,
                         },
                     )?;
                 }
@@ -161,6 +170,7 @@ impl CallLog {
                 direction,
                 answered: None,
                 transferred: false,
+                recording: None,
             },
         );
         Ok(())

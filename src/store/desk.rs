@@ -519,6 +519,9 @@ mod tests {
         let mut last = Vec::new();
         for event in &events {
             last = desk.on_call_event(&mut store, event, NOW).expect("log");
+            // The SIP driver reports a recording once the call is under way.
+            desk.log_mut()
+                .recording(CallId(7), "/rec/20261121-100000-call7.wav");
         }
         match last.as_slice() {
             [DeskUpdate::Recent { calls, .. }] => {
@@ -526,6 +529,10 @@ mod tests {
                 assert_eq!(calls[0].activity_id, Some(planned));
                 assert_eq!(calls[0].contact_name.as_deref(), Some("Martin Dupont"));
                 assert_eq!(calls[0].outcome, Some(CallOutcome::Busy));
+                assert_eq!(
+                    calls[0].recording_path.as_deref(),
+                    Some("/rec/20261121-100000-call7.wav")
+                );
             }
             other => panic!("{other:?}"),
         }
