@@ -104,13 +104,7 @@ fn a_sipp_caller_talks_to_a_baresip_agent_both_ways() {
     let ws = PeerWorkspace::new("lab_peers_baresip_agent");
     let queue_log = ws.path("queue_log");
     let lab = RunningLab::start(quiet_lab(), queue_log.clone());
-    let diagnose = |what: &str| {
-        format!(
-            "{what}\n--- lab printed:\n{}\n--- queue_log:\n{}",
-            tail(&lab.printed.text(), 40),
-            read_text(&queue_log)
-        )
-    };
+    let diagnose = |what: &str| lab.diagnose(&queue_log, what);
     let target = lab.sip.to_string();
     // SIPp's RTP port: start-sipp.sh gives SIP port 5075 the media port 6050.
     let pcap = ws
@@ -223,13 +217,7 @@ fn a_sipp_caller_is_answered_by_a_sipp_agent() {
     let ws = PeerWorkspace::new("lab_peers_sipp_agent");
     let queue_log = ws.path("queue_log");
     let lab = RunningLab::start(quiet_lab(), queue_log.clone());
-    let diagnose = |what: &str| {
-        format!(
-            "{what}\n--- lab printed:\n{}\n--- queue_log:\n{}",
-            tail(&lab.printed.text(), 40),
-            read_text(&queue_log)
-        )
-    };
+    let diagnose = |what: &str| lab.diagnose(&queue_log, what);
     let target = lab.sip.to_string();
     let register = [
         target.as_str(),
@@ -396,13 +384,7 @@ fn a_ringside_agent_holds_and_resumes_a_baresip_caller_through_the_lab() {
     let ws = PeerWorkspace::new("lab_peers_hold");
     let queue_log = ws.path("queue_log");
     let lab = RunningLab::start(quiet_lab(), queue_log.clone());
-    let diagnose = |what: &str| {
-        format!(
-            "{what}\n--- lab printed:\n{}\n--- queue_log:\n{}",
-            tail(&lab.printed.text(), 40),
-            read_text(&queue_log)
-        )
-    };
+    let diagnose = |what: &str| lab.diagnose(&queue_log, what);
     let target = lab.sip.to_string();
     let tone = ws.path("agent-in.wav");
     write_tone(&tone, AGENT_TONE_HZ);
@@ -540,13 +522,7 @@ fn a_baresip_agent_blind_transfers_a_sipp_caller_to_another_baresip() {
     let ws = PeerWorkspace::new("lab_peers_baresip_transfer");
     let queue_log = ws.path("queue_log");
     let lab = RunningLab::start(quiet_lab(), queue_log.clone());
-    let diagnose = |what: &str| {
-        format!(
-            "{what}\n--- lab printed:\n{}\n--- queue_log:\n{}",
-            tail(&lab.printed.text(), 40),
-            read_text(&queue_log)
-        )
-    };
+    let diagnose = |what: &str| lab.diagnose(&queue_log, what);
     let target = lab.sip.to_string();
     let agent = ws
         .start_baresip(

@@ -40,13 +40,7 @@ fn baresip_registers_logs_in_with_the_code_and_takes_a_queue_call() {
         }
     }
     let lab = RunningLab::start(config, queue_log.clone());
-    let diagnose = |what: &str| {
-        format!(
-            "{what}\n--- lab printed:\n{}\n--- queue_log:\n{}",
-            lab.printed.text(),
-            read_text(&queue_log)
-        )
-    };
+    let diagnose = |what: &str| lab.diagnose(&queue_log, what);
 
     let registrar = format!("127.0.0.1:{}", lab.sip.port());
     let baresip = ws
@@ -170,13 +164,7 @@ fn a_ringside_agent_blind_transfers_a_queue_call_to_another_ringside_phone() {
         }
     }
     let lab = RunningLab::start(config, queue_log.clone());
-    let diagnose = |what: &str| {
-        format!(
-            "{what}\n--- lab printed:\n{}\n--- queue_log:\n{}",
-            lab.printed.text(),
-            read_text(&queue_log)
-        )
-    };
+    let diagnose = |what: &str| lab.diagnose(&queue_log, what);
     let recording = ws.path("colleague.wav");
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -358,13 +346,7 @@ fn a_sipp_caller_waits_in_a_queue_then_talks_to_a_ringside_agent() {
     config.simulation.bots = 0;
     config.simulation.callers_per_minute = 0.0;
     let lab = RunningLab::start(config, queue_log.clone());
-    let diagnose = |what: &str| {
-        format!(
-            "{what}\n--- lab printed:\n{}\n--- queue_log:\n{}",
-            lab.printed.text(),
-            read_text(&queue_log)
-        )
-    };
+    let diagnose = |what: &str| lab.diagnose(&queue_log, what);
     let recording = ws.path("agent.wav");
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -777,46 +777,7 @@ mod tests {
     }
 
     fn sample() -> ContactIndex {
-        ContactIndex::from_contacts(&[
-            contact(
-                1,
-                "John Smith",
-                "Acme Corp",
-                "john.smith@acme.example",
-                &["+33 1 23 45 67 89"],
-            ),
-            contact(
-                2,
-                "Joanna Jones",
-                "",
-                "jj@mail.example",
-                &["+44 20 7946 0000"],
-            ),
-            contact(
-                3,
-                "Benjamin Okonkwo",
-                "Journey Travel",
-                "ben@journey.example",
-                &["+234 1 280 0000"],
-            ),
-            contact(
-                4,
-                "Marie-José Durand",
-                "Hôpital Nord",
-                "mj.durand@chu.example",
-                &["06 12 34 56 78"],
-            ),
-            contact(5, "Jo Lee", "", "", &["+1 650 691 3277"]),
-            contact(
-                6,
-                "Hans Ohlson",
-                "Bjorn Import",
-                "hans@bjorn.example",
-                &["+46 8 765 432 10"],
-            ),
-            contact(7, "Ann Lee", "", "", &[]),
-            contact(8, "Annabel Smythe", "Lee & Co", "", &[]),
-        ])
+        ContactIndex::from_contacts(&all_sample())
     }
 
     fn ids(hits: &[(ContactId, u32)]) -> Vec<i64> {

@@ -48,6 +48,15 @@ pub struct RunningLab {
 }
 
 impl RunningLab {
+    /// A failure message with what the lab printed last and the queue_log so far.
+    pub fn diagnose(&self, queue_log: &Path, what: &str) -> String {
+        format!(
+            "{what}\n--- lab printed:\n{}\n--- queue_log:\n{}",
+            super::tail(&self.printed.text(), 40),
+            super::read_text(queue_log)
+        )
+    }
+
     pub fn start(config: LabConfig, queue_log: PathBuf) -> RunningLab {
         let printed = Printed::default();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
