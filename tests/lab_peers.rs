@@ -15,8 +15,8 @@ use ringside::lab::pbx::HOLD_MUSIC_CHORDS;
 use ringside::media::codec::g711::{alaw_to_linear, ulaw_to_linear};
 use ringside::sip::ua::{Command, UaEvent};
 use support::lab::{
-    incoming_call, lines_with, peak_power, read_wav, received_recordings, wait_async,
-    RingsidePhone, RunningLab,
+    baresip_joins_support, incoming_call, lines_with, peak_power, read_wav, received_recordings,
+    wait_async, RingsidePhone, RunningLab,
 };
 use support::{read_text, require_peers, tail, wait_until, PeerWorkspace};
 
@@ -128,22 +128,7 @@ fn a_sipp_caller_talks_to_a_baresip_agent_both_ways() {
         "{}",
         diagnose("baresip did not register")
     );
-    ctl.command_wait(
-        "dial",
-        &format!("sip:*600@{target}"),
-        "CALL_ESTABLISHED",
-        Duration::from_secs(10),
-    );
-    ctl.wait_event("CALL_CLOSED", Duration::from_secs(10));
-    assert!(
-        wait_until(Duration::from_secs(5), || !lines_with(
-            &read_text(&queue_log),
-            "|support|102|ADDMEMBER|"
-        )
-        .is_empty()),
-        "{}",
-        diagnose("no ADDMEMBER for 102")
-    );
+    baresip_joins_support(&mut ctl, &lab, &queue_log, "102", &target);
 
     let args = caller_args(&target, "105", "600");
     let sipp = ws
@@ -552,13 +537,7 @@ fn a_baresip_agent_blind_transfers_a_sipp_caller_to_another_baresip() {
         "{}",
         diagnose("the baresips did not register")
     );
-    agent_ctl.command_wait(
-        "dial",
-        &format!("sip:*600@{target}"),
-        "CALL_ESTABLISHED",
-        Duration::from_secs(10),
-    );
-    agent_ctl.wait_event("CALL_CLOSED", Duration::from_secs(10));
+    baresip_joins_support(&mut agent_ctl, &lab, &queue_log, "102", &target);
 
     let args = caller_args(&target, "105", "600");
     let sipp = ws

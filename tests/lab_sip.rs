@@ -17,8 +17,8 @@ use ringside::lab::config::LabConfig;
 use ringside::lab::pbx::{CALLER_VOICE_HZ, CONFIRMATION_HZ};
 use ringside::sip::ua::{Command, UaEvent};
 use support::lab::{
-    incoming_call, lines_with, peak_power, read_wav, received_recordings, wait_async,
-    RingsidePhone, RunningLab,
+    baresip_joins_support, incoming_call, lines_with, peak_power, read_wav, received_recordings,
+    wait_async, RingsidePhone, RunningLab,
 };
 use support::{read_text, require_peers, tail, wait_until, PeerWorkspace};
 
@@ -58,22 +58,7 @@ fn baresip_registers_logs_in_with_the_code_and_takes_a_queue_call() {
     );
 
     // The connection code: answered, ~2 s of beeps, then the lab hangs up.
-    ctl.command_wait(
-        "dial",
-        &format!("sip:*600@{registrar}"),
-        "CALL_ESTABLISHED",
-        Duration::from_secs(10),
-    );
-    ctl.wait_event("CALL_CLOSED", Duration::from_secs(10));
-    assert!(
-        wait_until(Duration::from_secs(5), || !lines_with(
-            &read_text(&queue_log),
-            "|support|101|ADDMEMBER|"
-        )
-        .is_empty()),
-        "{}",
-        diagnose("no ADDMEMBER for 101")
-    );
+    baresip_joins_support(&mut ctl, &lab, &queue_log, "101", &registrar);
 
     // Callers have been waiting: one rings baresip, which answers by itself (baresip 1.0
     // reports an auto-answered call as CALL_ESTABLISHED without a CALL_INCOMING first).

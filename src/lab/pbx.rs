@@ -5148,17 +5148,18 @@ mod tests {
         assert_eq!(w.pbx.free_media_ports(), LAB_MEDIA_PORTS.len());
     }
 
-    /// 101 calls 102 through the lab; 102 blind-transfers 101 to 103 (REFER without
-    /// Replaces): 103 is rung as 101, answers, 102 hears "200 OK" and leaves, 101 and 103
-    /// hear each other, and queue_log is left alone. A transfer to an unregistered phone
-    /// fails with 480 and the call goes on.
-    #[test]
-    fn a_phone_blind_transfers_its_phone_to_phone_call() {
+    /// Phones 101, 102 and 103 (1000, 1500 and 2000 Hz; 103 answers after `target_answer`),
+    /// with 101's call to 102 answered and a second of talk: the world, the phones, 101's call
+    /// and 102's.
+    fn phone_call_and_a_third(
+        target_answer: Option<Duration>,
+    ) -> (World, [usize; 3], CallId, CallId) {
         let mut w = World::new(Duration::from_secs(60), 0);
-        let answer = Some(Duration::from_millis(500));
         let caller = w.add_phone("101", 2, |_| {});
-        let callee = w.add_phone("102", 3, |c| c.auto_answer = answer);
-        let target = w.add_phone("103", 4, |c| c.auto_answer = answer);
+        let callee = w.add_phone("102", 3, |c| {
+            c.auto_answer = Some(Duration::from_millis(500))
+        });
+        let target = w.add_phone("103", 4, |c| c.auto_answer = target_answer);
         for (phone, hz) in [(caller, 1000.0), (callee, 1500.0), (target, 2000.0)] {
             w.register(phone);
             w.phones[phone].tone_hz = Some(hz);
@@ -5179,6 +5180,17 @@ mod tests {
         };
         w.run_for(Duration::from_secs(1));
         let (callee_call, _, _) = incoming_calls(&w, callee)[0];
+        (w, [caller, callee, target], call, callee_call)
+    }
+
+    /// 101 calls 102 through the lab; 102 blind-transfers 101 to 103 (REFER without
+    /// Replaces): 103 is rung as 101, answers, 102 hears "200 OK" and leaves, 101 and 103
+    /// hear each other, and queue_log is left alone. A transfer to an unregistered phone
+    /// fails with 480 and the call goes on.
+    #[test]
+    fn a_phone_blind_transfers_its_phone_to_phone_call() {
+        let answer = Some(Duration::from_millis(500));
+        let (mut w, [caller, callee, target], call, callee_call) = phone_call_and_a_third(answer);
 
         // Nobody at 104: the REFER fails with 480, and 101 and 102 still talk.
         w.command(
@@ -5275,32 +5287,8 @@ mod tests {
     #[test]
     fn a_phone_that_hangs_up_after_its_refer_leaves_the_other_with_music_until_the_target_answers()
     {
-        let mut w = World::new(Duration::from_secs(60), 0);
-        let caller = w.add_phone("101", 2, |_| {});
-        let callee = w.add_phone("102", 3, |c| {
-            c.auto_answer = Some(Duration::from_millis(500))
-        });
-        let target = w.add_phone("103", 4, |c| c.auto_answer = Some(Duration::from_secs(4)));
-        for (phone, hz) in [(caller, 1000.0), (callee, 1500.0), (target, 2000.0)] {
-            w.register(phone);
-            w.phones[phone].tone_hz = Some(hz);
-        }
-        w.command(
-            caller,
-            Command::Dial {
-                target: "102".into(),
-            },
-        );
-        w.run_until(Duration::from_secs(10), |w| {
-            w.saw(caller, |e| matches!(e, UaEvent::Answered { .. }))
-        });
-        let Some((_, UaEvent::Answered { call, .. })) =
-            w.find(caller, |e| matches!(e, UaEvent::Answered { .. }))
-        else {
-            unreachable!("waited for it");
-        };
-        w.run_for(Duration::from_secs(1));
-        let (callee_call, _, _) = incoming_calls(&w, callee)[0];
+        let (mut w, [caller, callee, target], call, callee_call) =
+            phone_call_and_a_third(Some(Duration::from_secs(4)));
         w.command(
             callee,
             Command::Transfer {

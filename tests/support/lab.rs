@@ -158,6 +158,34 @@ pub fn lines_with<'a>(log: &'a str, needle: &str) -> Vec<&'a str> {
     log.lines().filter(|l| l.contains(needle)).collect()
 }
 
+/// A registered baresip `agent` dials support's connection code *600 on `registrar`: the lab
+/// answers, beeps and hangs up, and queue_log gets its ADDMEMBER.
+pub fn baresip_joins_support(
+    ctl: &mut super::BaresipCtl,
+    lab: &RunningLab,
+    queue_log: &Path,
+    agent: &str,
+    registrar: &str,
+) {
+    ctl.command_wait(
+        "dial",
+        &format!("sip:*600@{registrar}"),
+        "CALL_ESTABLISHED",
+        Duration::from_secs(10),
+    );
+    ctl.wait_event("CALL_CLOSED", Duration::from_secs(10));
+    let added = format!("|support|{agent}|ADDMEMBER|");
+    assert!(
+        super::wait_until(Duration::from_secs(5), || !lines_with(
+            &super::read_text(queue_log),
+            &added
+        )
+        .is_empty()),
+        "{}",
+        lab.diagnose(queue_log, &format!("no ADDMEMBER for {agent}"))
+    );
+}
+
 /// One of ringside's own phones: the sans-IO UA behind the `net::sip` driver, on real sockets.
 pub struct RingsidePhone {
     pub driver: DriverHandle,
